@@ -1,0 +1,35 @@
+"""Atomic checkpoints: write into a temporary sibling folder, then rename, so a reader never sees half a model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def atomic_save_pretrained(path: str | Path, model, tokenizer, extra: dict[str, dict] | None = None) -> Path:
+    """``save_pretrained`` model and tokenizer (plus small JSON files) to ``path`` atomically.
+
+    An existing checkpoint at ``path`` is replaced only after the new one is complete on disk.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        for name, data in (extra or {}).items():
+            (tmp / name).write_text(json.dumps(data, indent=2))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

@@ -1,0 +1,188 @@
+"""Typed, validated recipes: one TOML file per experiment.
+
+Every section is a pydantic model that forbids unknown keys, so a typo (``[train] lr_rate = ...``) or a wrong
+type fails before any work starts with the dotted name of the offending key. ``load_recipe`` also applies
+command-line overrides (``train.loss=dpo``) and returns the fully resolved recipe, which is what MLflow
+records as params and what each round receives.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_RECIPE = "tiny_selm"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Experiment(Section):
+    name: str = "tiny-selm"
+    rounds: int = Field(3, ge=1)
+    seed: int = 0
+    output_dir: str = "outputs"  # checkpoints and round records; relative to the working directory
+
+
+class Policy(Section):
+    #: "tiny" builds (once, cached) the tiny world's SFT policy; anything else is a local path or hub id.
+    init: str = "tiny"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class World(Section):
+    #: "tiny" is the built-in world of generated tasks and rule judges.
+    name: Literal["tiny"] = "tiny"
+    train_prompts_per_round: int = Field(512, ge=1)  # disjoint slice of the train split each round
+    heldout_prompts: int = Field(600, ge=1)
+
+
+class Sampling(Section):
+    backend: Literal["hf"] = "hf"
+    n: int = Field(4, ge=2)  # replies per training prompt
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(512, ge=1)  # sequences per generate() call
+
+
+class Judge(Section):
+    #: weight of each objective in the combined reward used to rank replies (raw weighted sum).
+    weights: dict[Literal["correctness", "conciseness", "safety"], float] = {
+        "correctness": 1.0,
+        "conciseness": 0.5,
+        "safety": 1.0,
+    }
+
+
+class Pairs(Section):
+    min_margin: float = Field(0.05, ge=0)  # drop pairs whose reward gap is smaller (ties always dropped)
+
+
+class Train(Section):
+    loss: Literal["selm", "dpo"] = "selm"
+    beta: float = Field(0.1, gt=0)
+    alpha: float = Field(1e-3, ge=0)  # SELM optimism weight; ignored by dpo
+    #: one learning rate for every round, or one per round (the paper decays it across iterations)
+    learning_rate: float | list[float] = 1e-3
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+    def lr_for(self, round: int) -> float:
+        return self.learning_rate if isinstance(self.learning_rate, float) else self.learning_rate[round - 1]
+
+
+class Eval(Section):
+    temperature: float = Field(1.0, gt=0)  # held-out replies are sampled like training replies
+    batch_size: int = Field(600, ge=1)
+
+
+class Tracking(Section):
+    mlflow_experiment: str = "selm"
+    registered_model: str = "tiny-selm-policy"
+
+
+class Recipe(Section):
+    experiment: Experiment = Experiment()
+    policy: Policy = Policy()
+    world: World = World()
+    sampling: Sampling = Sampling()
+    judge: Judge = Judge()
+    pairs: Pairs = Pairs()
+    train: Train = Train()
+    eval: Eval = Eval()
+    tracking: Tracking = Tracking()
+
+    @model_validator(mode="after")
+    def _per_round_lists_match_rounds(self):
+        lr = self.train.learning_rate
+        if isinstance(lr, list) and len(lr) != self.experiment.rounds:
+            raise ValueError(
+                f"train.learning_rate has {len(lr)} values but experiment.rounds is {self.experiment.rounds}"
+            )
+        return self
+
+    def flat(self) -> dict[str, str]:
+        """Dotted key → value, for MLflow params."""
+        out = {}
+        for section, values in self.model_dump().items():
+            for k, v in values.items():
+                out[f"{section}.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+        return out
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names every offending key."""
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"invalid recipe {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}" + ("" if e["type"] == "extra_forbidden" else f" (got {e.get('input')!r})"))
+    return "\n".join(lines)
+
+
+def _parse_override(item: str) -> tuple[list[str], object]:
+    if "=" not in item:
+        raise RecipeError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare strings: train.loss=dpo
+    return key.strip().split("."), value
+
+
+def resolve_recipe_path(recipe: str | Path | None) -> tuple[str, str]:
+    """(source name, TOML text) for a file path or the name of a recipe shipped in ``selm/recipes``."""
+    recipe = str(recipe or DEFAULT_RECIPE)
+    path = Path(recipe)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise RecipeError(f"recipe file not found: {path}")
+        return str(path), path.read_text()
+    shipped = resources.files("selm") / "recipes" / f"{recipe}.toml"
+    if not shipped.is_file():
+        names = sorted(p.name.removesuffix(".toml") for p in (resources.files("selm") / "recipes").iterdir())
+        raise RecipeError(f"no recipe named {recipe!r}; shipped recipes: {', '.join(names)}")
+    return f"selm/recipes/{recipe}.toml", shipped.read_text()
+
+
+def load_recipe(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Parse, override and validate a recipe; raises ``RecipeError`` naming the offending keys."""
+    source, text = resolve_recipe_path(recipe)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{source}: not valid TOML: {e}") from e
+    for item in overrides:
+        keys, value = _parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {item!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    return recipe_from_dict(data, source)
+
+
+def recipe_from_dict(data: dict, source: str = "(dict)") -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError(_format(e, source)) from None
+
+
+def recipe_from_json(text: str) -> Recipe:
+    return recipe_from_dict(json.loads(text), "(json)")

@@ -1,0 +1,38 @@
+"""The judge stage: score every reply on each objective and combine the objectives into one reward.
+
+A *score function* maps (prompt, reply text) to {objective: score}. The tiny world's rule judges are one; reward
+models and LLM judges plug in behind the same signature.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+from tqdm.auto import tqdm
+
+from selm.records import Completion, Judgment, Prompt
+
+ScoreFn = Callable[[Prompt, str], dict[str, float]]
+
+
+def weighted_sum(scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """Raw combined reward r = Σ_i w_i · s_i (the LSC paper's baseline combination)."""
+    return float(sum(w * scores[name] for name, w in weights.items()))
+
+
+def judge(
+    prompts: Mapping[str, Prompt],
+    completions: Sequence[Completion],
+    score: ScoreFn,
+    weights: Mapping[str, float],
+    judge_id: str,
+) -> list[Judgment]:
+    """One ``Judgment`` per completion, in the same order."""
+    out = []
+    for i, c in enumerate(tqdm(completions, desc="judge", unit="reply", mininterval=1)):
+        s = score(prompts[c.prompt_id], c.text)
+        missing = set(weights) - set(s)
+        if missing:
+            raise KeyError(f"judge {judge_id!r} returned no score for objectives {sorted(missing)}")
+        out.append(Judgment(c.prompt_id, i, s, weighted_sum(s, weights), judge_id))
+    return out

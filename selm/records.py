@@ -1,0 +1,90 @@
+"""Typed records that flow between stages, and their JSONL form.
+
+Every record carries its provenance (round, policy version, judge id) so a pair in round 3 can be traced back to
+the policy that sampled it and the judge that ranked it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Iterable, TypeVar
+
+
+@dataclass
+class Prompt:
+    id: str
+    text: str
+    meta: dict = field(default_factory=dict)  # world-specific: task kind, target answer, unsafe flag
+
+
+@dataclass
+class Completion:
+    prompt_id: str
+    text: str
+    token_ids: list[int]  # generated ids, end-of-turn token included when the model emitted it
+    token_logprobs: list[float]  # log p of each generated token under the sampling distribution
+    kind: str  # "sample" (temperature sampling) or "greedy"
+    round: int
+    policy: str  # policy version that produced it
+
+    @property
+    def logprob(self) -> float:
+        return float(sum(self.token_logprobs))
+
+
+@dataclass
+class Judgment:
+    prompt_id: str
+    completion_index: int  # index into the round's completion list
+    scores: dict[str, float]  # per objective
+    reward: float  # the combined reward used to rank
+    judge: str
+
+
+@dataclass
+class PreferencePair:
+    prompt_id: str
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    greedy_ids: list[int]  # y0: the reference policy's greedy reply (SELM's optimism term)
+    chosen_text: str
+    rejected_text: str
+    chosen_reward: float
+    rejected_reward: float
+    round: int
+    policy: str
+    judge: str
+
+
+R = TypeVar("R")
+
+
+def write_jsonl(records: Iterable, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for r in records:
+            f.write(json.dumps(asdict(r)) + "\n")
+    return path
+
+
+def read_jsonl(cls: type[R], path: str | Path) -> list[R]:
+    """Read records of type ``cls``; a malformed line raises ValueError naming the file and line."""
+    names = {f.name for f in fields(cls)}
+    out = []
+    with Path(path).open() as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                unknown = set(row) - names
+                if unknown:
+                    raise ValueError(f"unknown fields {sorted(unknown)}")
+                out.append(cls(**row))
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path}:{lineno}: malformed {cls.__name__} record: {e}") from e
+    return out

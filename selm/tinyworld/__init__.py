@@ -1,0 +1,24 @@
+"""The tiny world: generated tasks with checkable answers, rule judges, and a tiny SFT policy (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from selm.records import Prompt
+from selm.tinyworld import judges
+from selm.tinyworld.tasks import Task, sample_tasks
+
+JUDGE_ID = "tiny-rules-v1"
+OBJECTIVES = judges.OBJECTIVES
+
+
+def prompts(split: str, n: int, seed: int) -> list[Prompt]:
+    """``n`` prompts of ``split`` as records; the task's answer and safety flag ride along in ``meta``."""
+    return [
+        Prompt(id=t.id, text=t.prompt, meta={"kind": t.kind, "answer": t.answer, "unsafe": t.unsafe})
+        for t in sample_tasks(n, split, seed)
+    ]
+
+
+def score(prompt: Prompt, response: str) -> dict[str, float]:
+    """Per-objective scores in [0, 1] for one reply."""
+    task = Task(prompt.text, prompt.meta["kind"], prompt.meta["answer"], prompt.meta["unsafe"])
+    return judges.score(task, response)
