@@ -129,3 +129,18 @@ def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:
     for name, xs in columns.items():
         out[f"{prefix}_{name}"], out[f"{prefix}_{name}_se"] = mean_and_se(xs)
     return out
+
+
+def improvement(before: dict[str, float], after: dict[str, float], names=("reward", "correctness", "conciseness", "safety"),
+                prefix: str = "heldout") -> list[dict]:
+    """Per objective: before, after, difference and z = Δ / √(se_before² + se_after²) (independent samples)."""
+    rows = []
+    for n in names:
+        k = f"{prefix}_{n}"
+        if k not in before or k not in after:
+            continue
+        diff = after[k] - before[k]
+        se = math.sqrt(before[f"{k}_se"] ** 2 + after[f"{k}_se"] ** 2)
+        rows.append({"objective": n, "before": before[k], "after": after[k], "delta": diff,
+                     "se_delta": se, "z": diff / se if se > 0 else float("inf")})
+    return rows

@@ -1,0 +1,161 @@
+"""RoundFlow — one round of online preference alignment: sample → judge → select → train → evaluate.
+
+Usually launched by SELMFlow (one run per round); also runs alone for debugging:
+
+    python flows/round_flow.py run --round 1
+
+Each step loads its inputs, calls one function of ``selm.stages``, stores artifacts, logs to MLflow and renders
+its card. ``@resources`` says what a real-scale run needs; local runs ignore it.
+"""
+
+from metaflow import FlowSpec, Parameter, card, current, resources, step
+
+# Heavy imports (torch, transformers, mlflow) stay inside the steps: the card renderer re-imports this file.
+
+
+class RoundFlow(FlowSpec):
+    recipe_json = Parameter("recipe_json", default="", help="Resolved recipe as JSON (SELMFlow passes it)")
+    recipe = Parameter("recipe", default="tiny_selm", help="Recipe name or .toml path, used when recipe_json is empty")
+    round = Parameter("round", default=1, type=int, help="Round index, 1-based")
+    policy = Parameter("policy", default="", help="Policy at the start of the round (also the reference)")
+    experiment = Parameter("experiment", default="", help="Experiment id (output folder); defaults to this run")
+    mlflow_parent = Parameter("mlflow_parent", default="", help="MLflow parent run id of the experiment")
+
+    @card(type="blank")
+    @step
+    def start(self):
+        """Validate the recipe, pick this round's prompts and open the round's MLflow run."""
+        from selm import cards, stages, tracking
+        from selm.config import load_recipe, recipe_from_json
+
+        self.config = recipe_from_json(self.recipe_json) if self.recipe_json else load_recipe(self.recipe)
+        self.experiment_id = self.experiment or f"RoundFlow-{current.run_id}"
+        self.policy_in = self.policy or stages.initial_policy_path(self.config)
+        self.policy_in_name = f"round-{self.round - 1}" if self.round > 1 else "sft"
+        self.prompts = stages.train_prompts(self.config, self.round)
+        self.out_dir = str(stages.round_dir(self.config, self.experiment_id, self.round))
+        self.mlflow_run = tracking.start_run(
+            self.config,
+            f"round-{self.round}",
+            parent_run_id=self.mlflow_parent or None,
+            tags={"round": str(self.round), "metaflow_run": current.pathspec.rsplit("/", 2)[0]},
+        )
+        self.timings = {}
+        current.card.append(cards.markdown(f"# Round {self.round} of `{self.experiment_id}`\n"
+                                           f"policy in: `{self.policy_in}` · {len(self.prompts)} prompts · "
+                                           f"MLflow run `{self.mlflow_run}`"))
+        current.card.append(cards.table([{"id": p.id, "prompt": p.text, **p.meta} for p in self.prompts[:20]]))
+        self.next(self.sample)
+
+    @resources(gpu=1, memory=32000)
+    @card(type="blank")
+    @step
+    def sample(self):
+        """n replies per prompt from the policy, and its greedy reply y0 (SELM's optimism term)."""
+        from selm import cards, stages, tracking
+
+        with stages.timed(self.timings, "sample"):
+            self.samples = stages.sample(self.policy_in, self.prompts, self.config, self.round, self.policy_in_name)
+        tracking.log_records(self.mlflow_run, self.samples.completions, "samples")
+        tracking.log_records(self.mlflow_run, self.samples.greedy, "greedy")
+        tracking.log_metrics(self.mlflow_run, {"time_sample_s": self.timings["time_sample_s"]})
+        texts = {p.id: p.text for p in self.prompts}
+        current.card.append(cards.markdown(f"# Samples: {len(self.samples.completions)} replies, "
+                                           f"{len(self.samples.greedy)} greedy y0"))
+        current.card.append(cards.table([
+            {"prompt": texts[c.prompt_id], "reply": c.text, "logprob": c.logprob, "tokens": len(c.token_ids)}
+            for c in self.samples.completions[:40]]))
+        self.next(self.judge)
+
+    @card(type="blank")
+    @step
+    def judge(self):
+        """Score every reply on each objective; combine into the ranking reward."""
+        from selm import cards, plots, stages, tracking
+
+        with stages.timed(self.timings, "judge"):
+            self.judgments = stages.judge_completions(self.prompts, self.samples.completions, self.config)
+        self.train_metrics = stages.reward_metrics(self.judgments, "train")
+        tracking.log_records(self.mlflow_run, self.judgments, "judgments")
+        tracking.log_metrics(self.mlflow_run, {**self.train_metrics, "time_judge_s": self.timings["time_judge_s"]})
+        current.card.append(cards.markdown("# Judgments of this round's samples"))
+        current.card.append(cards.metrics_table(self.train_metrics))
+        current.card.append(cards.figure(plots.reward_histograms(self.judgments, "reward per objective (train)")))
+        self.next(self.select)
+
+    @card(type="blank")
+    @step
+    def select(self):
+        """Best-vs-worst preference pairs; ties and small margins dropped."""
+        from selm import cards, stages, tracking
+
+        with stages.timed(self.timings, "select"):
+            self.pairs = stages.select_pairs(self.prompts, self.samples, self.judgments, self.config,
+                                             self.policy_in, self.round)
+        tracking.log_records(self.mlflow_run, self.pairs, "pairs")
+        tracking.log_metrics(self.mlflow_run, {"pairs": len(self.pairs), "time_select_s": self.timings["time_select_s"]})
+        current.card.append(cards.markdown(f"# {len(self.pairs)} pairs from {len(self.prompts)} prompts"))
+        current.card.append(cards.table([
+            {"chosen": p.chosen_text, "rejected": p.rejected_text, "r_chosen": p.chosen_reward,
+             "r_rejected": p.rejected_reward} for p in self.pairs[:40]]))
+        self.next(self.train)
+
+    @resources(gpu=1, memory=64000)
+    @card(type="blank")
+    @step
+    def train(self):
+        """DPO / SELM on the pairs, reference = the policy at the start of the round; atomic checkpoint."""
+        from pathlib import Path
+
+        from selm import cards, plots, stages, tracking
+
+        self.policy_out = str(Path(self.out_dir) / "policy")
+        with stages.timed(self.timings, "train"):
+            history = stages.train(self.policy_in, self.pairs, self.config, self.round, Path(self.policy_out))
+        self.train_history = history.steps
+        self.train_summary = history.summary()
+        tracking.log_curves(self.mlflow_run, history.steps, "train")
+        tracking.log_metrics(self.mlflow_run, {**self.train_summary, "time_train_s": self.timings["time_train_s"]})
+        current.card.append(cards.markdown(f"# Training ({self.config.train.loss}), {len(history.steps)} steps"))
+        current.card.append(cards.metrics_table(self.train_summary))
+        current.card.append(cards.figure(plots.training_curves(history.steps, f"round {self.round}")))
+        self.next(self.evaluate)
+
+    @resources(gpu=1, memory=32000)
+    @card(type="blank")
+    @step
+    def evaluate(self):
+        """Held-out reward of the new policy, per objective, with standard errors."""
+        from selm import cards, plots, stages, tracking
+
+        with stages.timed(self.timings, "evaluate"):
+            self.eval_metrics, completions, judgments = stages.evaluate(
+                self.policy_out, self.config, self.round, f"round-{self.round}")
+        tracking.log_records(self.mlflow_run, completions, "heldout_samples")
+        tracking.log_records(self.mlflow_run, judgments, "heldout_judgments")
+        tracking.log_metrics(self.mlflow_run, {**self.eval_metrics, "time_evaluate_s": self.timings["time_evaluate_s"]})
+        current.card.append(cards.markdown(f"# Held-out evaluation ({len(judgments)} prompts)"))
+        current.card.append(cards.metrics_table(self.eval_metrics))
+        current.card.append(cards.figure(plots.reward_histograms(judgments, "reward per objective (held-out)")))
+        self.next(self.end)
+
+    @card(type="blank")
+    @step
+    def end(self):
+        """Register the round's policy (aliases round-k, champion) and close the MLflow run."""
+        from selm import cards, tracking
+
+        self.metrics = {**self.train_metrics, **self.eval_metrics, **self.train_summary, **self.timings,
+                        "pairs": len(self.pairs), "round": self.round}
+        self.registered = tracking.register_policy(self.mlflow_run, self.policy_out, self.config, self.round,
+                                                   self.eval_metrics)
+        tracking.finish_run(self.mlflow_run)
+        current.card.append(cards.markdown(
+            f"# Round {self.round} done\npolicy `{self.policy_out}` registered as "
+            f"`{self.registered['name']}` v{self.registered['version']}"
+            + (" — new **champion**" if self.registered["champion"] else "")))
+        current.card.append(cards.metrics_table(self.metrics, [k for k in self.metrics if k.startswith("time_")]))
+
+
+if __name__ == "__main__":
+    RoundFlow()

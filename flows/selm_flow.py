@@ -1,0 +1,105 @@
+"""SELMFlow — one run = one experiment of R rounds of online preference alignment.
+
+    python flows/selm_flow.py run                              # the default: tiny world, 3 rounds of SELM, CPU
+    python flows/selm_flow.py run --recipe tiny_dpo            # a shipped recipe, or --recipe path/to/recipe.toml
+    python flows/selm_flow.py run --overrides "train.loss=dpo experiment.rounds=2"
+    python flows/selm_flow.py resume                           # after a crash or kill: finished work is reused
+
+``run_round`` loops onto itself (Metaflow allows a loop only on a split-switch step) and launches one RoundFlow
+run per round with Metaflow's Runner, so every round is a real run with its own steps, cards and ``resume``.
+A round that already succeeded for this experiment is reused; one that failed or was killed is resumed.
+"""
+
+from pathlib import Path
+
+from metaflow import FlowSpec, Parameter, card, current, step
+
+ROUND_FLOW = Path(__file__).resolve().parent / "round_flow.py"
+
+
+class SELMFlow(FlowSpec):
+    recipe = Parameter("recipe", default="tiny_selm", help="Shipped recipe name (selm/recipes) or path to a .toml")
+    overrides = Parameter("overrides", default="", help='Space-separated section.key=value, e.g. "train.loss=dpo"')
+
+    @card(type="blank")
+    @step
+    def start(self):
+        """Validate the recipe, make sure the initial policy exists, open the MLflow experiment run, evaluate round 0."""
+        import shlex
+
+        from selm import cards, stages, tracking
+        from selm.config import load_recipe
+
+        self.config = load_recipe(self.recipe, shlex.split(self.overrides))  # fails here, naming the bad key
+        self.experiment_id = f"SELMFlow-{current.run_id}"
+        self.timings = {}
+        with stages.timed(self.timings, "initial_policy"):
+            self.policy = stages.initial_policy_path(self.config)
+        self.mlflow_run = tracking.start_run(
+            self.config, self.config.experiment.name, tags={"metaflow_run": f"SELMFlow/{current.run_id}"})
+        with stages.timed(self.timings, "evaluate"):
+            metrics, _, _ = stages.evaluate(self.policy, self.config, 0, "sft")
+        tracking.log_metrics(self.mlflow_run, {**metrics, "time_initial_policy_s": self.timings["time_initial_policy_s"]},
+                             step=0)
+        self.rounds = [{"round": 0, **metrics}]
+        self.round = 1
+        current.card.append(cards.markdown(f"# Experiment `{self.experiment_id}`\nrecipe `{self.recipe}` · "
+                                           f"MLflow run `{self.mlflow_run}` · initial policy `{self.policy}`"))
+        current.card.append(cards.table([{"key": k, "value": v} for k, v in self.config.flat().items()]))
+        current.card.append(cards.markdown("## Round 0 (initial policy), held-out"))
+        current.card.append(cards.metrics_table(metrics))
+        self.next(self.run_round)
+
+    @card(type="blank", refresh_interval=5)
+    @step
+    def run_round(self):
+        """Run (or reuse, or resume) the RoundFlow run of round ``self.round``, then loop or finish."""
+        from selm import cards, plots, tracking
+        from selm.orchestration import run_round_flow
+
+        child = run_round_flow(
+            ROUND_FLOW,
+            experiment_id=self.experiment_id,
+            round=self.round,
+            params=dict(recipe_json=self.config.model_dump_json(), round=self.round, policy=self.policy,
+                        experiment=self.experiment_id, mlflow_parent=self.mlflow_run),
+        )
+        data = child["end"].task.data
+        self.policy = data.policy_out
+        self.rounds = self.rounds + [data.metrics]
+        self.round_runs = getattr(self, "round_runs", []) + [child.pathspec]
+        tracking.log_metrics(self.mlflow_run, data.metrics, step=self.round)
+        current.card.append(cards.markdown(f"# Round {self.round} — `{child.pathspec}`"))
+        current.card.append(cards.figure(plots.metric_curves(
+            {self.config.train.loss: self.rounds}, HELDOUT_PLOTS, "held-out reward by round")))
+        self.round += 1
+        self.next_step = "run_round" if self.round <= self.config.experiment.rounds else "end"
+        self.next({"run_round": self.run_round, "end": self.end}, condition="next_step")
+
+    @card(type="blank")
+    @step
+    def end(self):
+        """Experiment card and summary: per-round curves, improvement over the initial policy."""
+        from selm import cards, plots, stages, tracking
+
+        self.improvement = stages.improvement(self.rounds[0], self.rounds[-1])
+        fig = plots.metric_curves({self.config.train.loss: self.rounds}, HELDOUT_PLOTS, "held-out reward by round")
+        tracking.log_figure(self.mlflow_run, fig, "heldout_by_round")
+        tracking.log_dict(self.mlflow_run, {"rounds": self.rounds, "improvement": self.improvement}, "summary.json")
+        tracking.finish_run(self.mlflow_run)
+        current.card.append(cards.markdown(f"# Experiment `{self.experiment_id}`: {len(self.rounds) - 1} rounds of "
+                                           f"{self.config.train.loss}\nfinal policy `{self.policy}`"))
+        current.card.append(cards.figure(fig))
+        current.card.append(cards.markdown("## Round 3 vs initial policy (held-out, z = Δ / SE of Δ)"
+                                           .replace("Round 3", f"Round {len(self.rounds) - 1}")))
+        current.card.append(cards.table(self.improvement))
+        current.card.append(cards.table([{k: v for k, v in r.items() if not k.endswith("_se")} for r in self.rounds]))
+        print(f"experiment {self.experiment_id} done; MLflow run {self.mlflow_run}")
+        for row in self.improvement:
+            print("  {objective:>12}: {before:.4f} -> {after:.4f}  (delta {delta:+.4f}, z {z:.1f})".format(**row))
+
+
+HELDOUT_PLOTS = ("heldout_reward", "heldout_correctness", "heldout_conciseness", "heldout_safety")
+
+if __name__ == "__main__":
+    SELMFlow()

@@ -1,0 +1,69 @@
+"""Figures for cards, MLflow and comparisons (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from selm.records import Judgment  # noqa: E402
+
+
+def reward_histograms(judgments: Sequence[Judgment], title: str = ""):
+    """One histogram per objective and one of the combined reward."""
+    names = ["reward", *judgments[0].scores] if judgments else ["reward"]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        xs = [j.reward if name == "reward" else j.scores[name] for j in judgments]
+        ax.hist(xs, bins=20, color="#4c72b0")
+        ax.set_title(name, fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(steps: Sequence[Mapping[str, float]], title: str = ""):
+    """Loss, implicit reward margin and pair accuracy against optimizer step."""
+    keys = ["loss", "reward_margin", "reward_accuracy", "lr"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.6), squeeze=False)
+    x = [s["step"] for s in steps]
+    for ax, k in zip(axes[0], keys):
+        ax.plot(x, [s[k] for s in steps], color="#dd8452")
+        ax.set_title(k, fontsize=10)
+        ax.set_xlabel("step")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def metric_curves(series: Mapping[str, Sequence[Mapping[str, float]]], metrics: Sequence[str], title: str = ""):
+    """Metrics against round for one or more runs, with ±1 standard error bars where ``<metric>_se`` exists.
+
+    ``series`` maps a label (run, method) to its rows, one per round, each with a ``round`` key.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for label, rows in series.items():
+            rows = [r for r in rows if m in r]
+            ax.errorbar(
+                [r["round"] for r in rows],
+                [r[m] for r in rows],
+                yerr=[r.get(f"{m}_se", 0.0) for r in rows],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+        ax.set_title(m, fontsize=10)
+        ax.set_xlabel("round")
+    if len(series) > 1:
+        axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def close(fig) -> None:
+    plt.close(fig)

@@ -1,0 +1,134 @@
+"""MLflow bookkeeping: one parent run per experiment, one nested run per round, a registered model per recipe.
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<cwd>/mlflow.db`` (MLflow's own default for
+3.x). All functions take run ids explicitly, because each Metaflow step is its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from selm.config import Recipe
+from selm.records import write_jsonl
+
+#: pip requirements recorded with each registered policy (MLflow's inference would look for torchvision).
+POLICY_REQUIREMENTS = ["torch", "transformers", "accelerate", "tokenizers"]
+CHAMPION = "champion"
+CHAMPION_METRIC = "heldout_reward"
+
+
+def client() -> MlflowClient:
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def _experiment_id(c: MlflowClient, name: str) -> str:
+    exp = c.get_experiment_by_name(name)
+    return exp.experiment_id if exp else c.create_experiment(name)
+
+
+def start_run(recipe: Recipe, name: str, parent_run_id: str | None = None, tags: Mapping[str, str] = ()) -> str:
+    """Create a run (nested under ``parent_run_id`` if given) with the resolved recipe as params."""
+    c = client()
+    all_tags = {MLFLOW_RUN_NAME: name, **dict(tags)}
+    if parent_run_id:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    run = c.create_run(_experiment_id(c, recipe.tracking.mlflow_experiment), tags=all_tags)
+    params = [mlflow.entities.Param(k, v[:6000]) for k, v in recipe.flat().items()]
+    c.log_batch(run.info.run_id, params=params)
+    return run.info.run_id
+
+
+def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log numeric metrics (non-numbers are skipped) in one batch."""
+    import time
+
+    now = int(time.time() * 1000)
+    batch = [
+        mlflow.entities.Metric(k, float(v), now, step or 0)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    for i in range(0, len(batch), 1000):
+        client().log_batch(run_id, metrics=batch[i : i + 1000])
+
+
+def log_curves(run_id: str, steps: Iterable[Mapping[str, float]], prefix: str) -> None:
+    """Per-step training curves: ``<prefix>/<name>`` at each step."""
+    import time
+
+    now = int(time.time() * 1000)
+    batch = [
+        mlflow.entities.Metric(f"{prefix}/{k}", float(v), now, int(s["step"]))
+        for s in steps
+        for k, v in s.items()
+        if k != "step"
+    ]
+    for i in range(0, len(batch), 1000):
+        client().log_batch(run_id, metrics=batch[i : i + 1000])
+
+
+def log_records(run_id: str, records: list, name: str, artifact_path: str = "records") -> None:
+    """Save records as ``<artifact_path>/<name>.jsonl`` artifacts of the run."""
+    with tempfile.TemporaryDirectory() as d:
+        client().log_artifact(run_id, str(write_jsonl(records, Path(d) / f"{name}.jsonl")), artifact_path)
+
+
+def log_figure(run_id: str, fig, name: str) -> None:
+    client().log_figure(run_id, fig, f"plots/{name}.png")
+
+
+def log_dict(run_id: str, data: dict, name: str) -> None:
+    client().log_text(run_id, json.dumps(data, indent=2, default=str), name)
+
+
+def finish_run(run_id: str, status: str = "FINISHED") -> None:
+    client().set_terminated(run_id, status)
+
+
+def register_policy(run_id: str, policy_path: str, recipe: Recipe, round: int, metrics: Mapping[str, float]) -> dict:
+    """Log the round's policy with ``mlflow.transformers`` and register it as a model version.
+
+    Sets the alias ``round-<k>`` and moves ``champion`` to this version when its held-out reward beats the
+    current champion's. Idempotent: a version already registered from this run is reused (a resumed step does
+    not register twice). Returns {name, version, champion}.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    c = client()
+    name = recipe.tracking.registered_model
+    existing = [v for v in c.search_model_versions(f"name='{name}'") if v.run_id == run_id]
+    if existing:
+        version = existing[0].version
+    else:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.transformers.log_model(
+                {"model": AutoModelForCausalLM.from_pretrained(policy_path), "tokenizer": AutoTokenizer.from_pretrained(policy_path)},
+                name="policy",
+                task="text-generation",
+                pip_requirements=POLICY_REQUIREMENTS,
+                model_config={"max_new_tokens": recipe.sampling.max_new_tokens},
+                registered_model_name=name,
+            )
+        version = str(info.registered_model_version)
+        c.set_model_version_tag(name, version, CHAMPION_METRIC, str(metrics[CHAMPION_METRIC]))
+        c.set_model_version_tag(name, version, "round", str(round))
+    c.set_registered_model_alias(name, f"round-{round}", version)
+    try:
+        current = c.get_model_version_by_alias(name, CHAMPION)
+        best = float(current.tags.get(CHAMPION_METRIC, "-inf"))
+    except mlflow.exceptions.MlflowException:
+        best = float("-inf")
+    is_champion = metrics[CHAMPION_METRIC] > best
+    if is_champion:
+        c.set_registered_model_alias(name, CHAMPION, version)
+    return {"name": name, "version": version, "champion": is_champion}
