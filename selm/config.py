@@ -30,10 +30,18 @@ class Experiment(Section):
     output_dir: str = "outputs"  # checkpoints and round records; relative to the working directory
 
 
+class TinyBuild(Section):
+    """How the tiny world's SFT policy is built (each setting changes the cache key)."""
+
+    demos: int = Field(24000, ge=100)
+    pretrain_steps: int = Field(500, ge=1)
+    sft_steps: int = Field(500, ge=1)
+
+
 class Policy(Section):
     #: "tiny" builds (once, cached) the tiny world's SFT policy; anything else is a local path or hub id.
     init: str = "tiny"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tiny: TinyBuild = TinyBuild()
 
 
 class World(Section):
@@ -114,9 +122,15 @@ class Recipe(Section):
     def flat(self) -> dict[str, str]:
         """Dotted key → value, for MLflow params."""
         out = {}
-        for section, values in self.model_dump().items():
-            for k, v in values.items():
-                out[f"{section}.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+        def walk(prefix: str, value) -> None:
+            if isinstance(value, dict) and not prefix.endswith("weights"):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+        walk("", self.model_dump())
         return out
 
 

@@ -35,9 +35,9 @@ def timed(metrics: dict, name: str):
 def initial_policy_path(recipe: Recipe) -> str:
     """Where round 1 starts: the tiny world's cached SFT policy, or the recipe's path / hub id."""
     if recipe.policy.init == "tiny":
-        from selm.tinyworld.policy import tiny_policy_path
+        from selm.tinyworld.policy import TinyPolicySpec, tiny_policy_path
 
-        return str(tiny_policy_path())
+        return str(tiny_policy_path(TinyPolicySpec(**recipe.policy.tiny.model_dump())))
     return recipe.policy.init
 
 

@@ -108,7 +108,7 @@ def register_policy(run_id: str, policy_path: str, recipe: Recipe, round: int, m
     name = recipe.tracking.registered_model
     existing = [v for v in c.search_model_versions(f"name='{name}'") if v.run_id == run_id]
     if existing:
-        version = existing[0].version
+        version = str(existing[0].version)
     else:
         with mlflow.start_run(run_id=run_id):
             info = mlflow.transformers.log_model(
@@ -125,10 +125,10 @@ def register_policy(run_id: str, policy_path: str, recipe: Recipe, round: int, m
     c.set_registered_model_alias(name, f"round-{round}", version)
     try:
         current = c.get_model_version_by_alias(name, CHAMPION)
-        best = float(current.tags.get(CHAMPION_METRIC, "-inf"))
+        best, best_version = float(current.tags.get(CHAMPION_METRIC, "-inf")), str(current.version)
     except mlflow.exceptions.MlflowException:
-        best = float("-inf")
-    is_champion = metrics[CHAMPION_METRIC] > best
-    if is_champion:
+        best, best_version = float("-inf"), None
+    if metrics[CHAMPION_METRIC] > best:
         c.set_registered_model_alias(name, CHAMPION, version)
-    return {"name": name, "version": version, "champion": is_champion}
+        best_version = version
+    return {"name": name, "version": version, "champion": best_version == version}

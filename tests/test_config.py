@@ -1,0 +1,68 @@
+import pytest
+
+from selm.config import RecipeError, load_recipe
+
+
+def test_default_recipe_is_three_rounds_of_selm_on_the_tiny_world():
+    r = load_recipe()
+    assert (r.experiment.rounds, r.train.loss, r.policy.init, r.world.name) == (3, "selm", "tiny", "tiny")
+
+
+def test_shipped_dpo_recipe():
+    r = load_recipe("tiny_dpo")
+    assert r.train.loss == "dpo" and r.tracking.registered_model == "tiny-dpo-policy"
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text("[train]\nlr_rate = 0.1\n")
+    with pytest.raises(RecipeError, match=r"train\.lr_rate: unknown key"):
+        load_recipe(p)
+
+
+def test_ill_typed_key_is_named(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text('[sampling]\nn = "four"\n[train]\nloss = "ppo"\n')
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    assert "sampling.n" in str(e.value) and "train.loss" in str(e.value)
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(RecipeError, match="trainer: unknown key"):
+        load_recipe(None, ["trainer.loss=dpo"])
+
+
+def test_overrides_are_typed():
+    r = load_recipe(None, ["train.loss=dpo", "experiment.rounds=2", "train.learning_rate=[1e-3, 5e-4]"])
+    assert r.train.loss == "dpo" and r.experiment.rounds == 2 and r.train.lr_for(2) == 5e-4
+
+
+def test_per_round_learning_rates_must_match_rounds():
+    with pytest.raises(RecipeError, match="learning_rate has 2 values but experiment.rounds is 3"):
+        load_recipe(None, ["train.learning_rate=[1e-3, 5e-4]"])
+
+
+def test_malformed_toml_names_the_file(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[train\n")
+    with pytest.raises(RecipeError, match="bad.toml: not valid TOML"):
+        load_recipe(p)
+
+
+def test_unknown_recipe_name_lists_shipped_ones():
+    with pytest.raises(RecipeError, match="tiny_selm"):
+        load_recipe("nope")
+
+
+def test_missing_file():
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe("missing.toml")
+
+
+def test_flat_params_round_trip_through_json():
+    from selm.config import recipe_from_json
+
+    r = load_recipe(None, ["train.loss=dpo"])
+    assert recipe_from_json(r.model_dump_json()) == r
+    assert r.flat()["train.loss"] == "dpo" and "policy.tiny.sft_steps" in r.flat()

@@ -1,0 +1,138 @@
+"""Both flows end to end, for real: Metaflow local runs, MLflow on sqlite, the tiny policy on CPU.
+
+A reduced recipe (2 rounds, fewer prompts, a quickly built policy) is killed with SIGKILL during round 2's
+``train`` step and then resumed; the test checks that nothing finished was repeated. The full default run has
+its own test below.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import QUICK_BUILD, ROOT
+
+pytestmark = pytest.mark.slow
+
+SELM_FLOW = str(ROOT / "flows" / "selm_flow.py")
+REDUCED = " ".join(
+    ["experiment.rounds=2", "world.train_prompts_per_round=128", "world.heldout_prompts=200"]
+    + [f"policy.tiny.{k}={v}" for k, v in QUICK_BUILD.items()]
+)
+TRAIN_STARTS = re.compile(r"/train/\d+ \(pid \d+\)\] Task is starting")
+
+
+def flow(*args, cwd, log: Path, wait=True):
+    f = log.open("a")
+    p = subprocess.Popen([sys.executable, SELM_FLOW, *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                         start_new_session=True, env=os.environ.copy())
+    if wait:
+        assert p.wait(timeout=900) == 0, log.read_text()[-5000:]
+    return p
+
+
+def kill_during_second_train(p, log: Path, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(TRAIN_STARTS.findall(log.read_text())) >= 2:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            return
+        if p.poll() is not None:
+            pytest.fail("the run ended before round 2 trained:\n" + log.read_text()[-5000:])
+        time.sleep(0.2)
+    pytest.fail("round 2 never reached train")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh folder for the flows' .metaflow datastore and mlflow.db, also used by this process's clients."""
+    from metaflow import namespace
+    from metaflow.plugins.datastores.local_storage import LocalStorage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(LocalStorage, "datastore_root", None)  # the client caches the first folder it found
+    namespace(None)
+    return tmp_path
+
+
+def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_policy_dir):
+    from metaflow import Flow
+    from metaflow.cards import get_cards
+
+    from selm import tracking
+
+    tmp_path = home
+    log = tmp_path / "log.txt"
+
+    kill_during_second_train(flow("run", "--overrides", REDUCED, cwd=tmp_path, log=log, wait=False), log)
+    killed = Flow("SELMFlow").latest_run
+    assert not killed.successful
+    experiment = f"SELMFlow-{killed.id}"
+
+    flow("resume", cwd=tmp_path, log=log)
+    resumed = Flow("SELMFlow").latest_run
+    assert resumed.successful and resumed.id != killed.id
+    assert resumed["start"].task.origin_pathspec is not None  # start (and its MLflow run) was not repeated
+
+    round_runs = {k: sorted(Flow("RoundFlow").runs(f"selm_experiment:{experiment}", f"round:{k}"),
+                            key=lambda r: r.created_at) for k in (1, 2)}
+    assert len(round_runs[1]) == 1 and round_runs[1][0].successful  # round 1 ran exactly once
+    first, second = round_runs[2]
+    assert not first.successful and second.successful
+    for name in ("start", "sample", "judge", "select"):  # paid work of round 2 was cloned, not redone
+        assert second[name].task.origin_pathspec == f"RoundFlow/{first.id}/{name}/{first[name].task.id}"
+    assert second["train"].task.origin_pathspec is None
+
+    data = resumed["end"].task.data
+    assert [r["round"] for r in data.rounds] == [0, 1, 2]
+    assert {r["objective"] for r in data.improvement} == {"reward", "correctness", "conciseness", "safety"}
+    assert Path(data.policy, "model.safetensors").exists()
+
+    # MLflow: one experiment run with two nested rounds, each with metrics, records and a registered policy
+    c = tracking.client()
+    exp = c.get_experiment_by_name("selm")
+    parents = c.search_runs([exp.experiment_id], "tags.mlflow.runName = 'tiny-selm'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0].info.run_id
+    rounds = c.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(r.data.tags["round"] for r in rounds) == ["1", "2"]
+    for r in rounds:
+        assert {"heldout_reward", "heldout_reward_se", "train_reward", "pairs", "loss", "time_train_s"} <= set(r.data.metrics)
+        assert {a.path for a in c.list_artifacts(r.info.run_id, "records")} >= {
+            "records/samples.jsonl", "records/judgments.jsonl", "records/pairs.jsonl"}
+    assert [m.step for m in c.get_metric_history(parent, "heldout_reward")] == [0, 1, 2]
+    versions = c.search_model_versions("name='tiny-selm-policy'")
+    assert len(versions) == 2
+    assert c.get_model_version_by_alias("tiny-selm-policy", "round-2").run_id in {r.info.run_id for r in rounds}
+    c.get_model_version_by_alias("tiny-selm-policy", "champion")
+
+    # cards with tables and plots on every step
+    for step in ("start", "sample", "judge", "select", "train", "evaluate", "end"):
+        html = get_cards(second[step].task)[0].get()
+        assert "<html" in html.lower()
+    assert "data:image/png;base64" in get_cards(second["train"].task)[0].get()
+    assert "data:image/png;base64" in get_cards(resumed["end"].task)[0].get()
+
+    # a second run in the same folder is a new experiment
+    flow("run", "--overrides", REDUCED.replace("experiment.rounds=2", "experiment.rounds=1"), cwd=tmp_path, log=log)
+    again = Flow("SELMFlow").latest_run
+    assert again.successful and again.id not in (killed.id, resumed.id)
+    assert len(c.search_runs([exp.experiment_id], "tags.mlflow.runName = 'tiny-selm'")) == 2
+    assert len(c.search_model_versions("name='tiny-selm-policy'")) == 3
+
+
+def test_bad_recipe_fails_before_any_work(home):
+    tmp_path = home
+    log = tmp_path / "log.txt"
+    p = flow("run", "--overrides", "train.lr_rate=0.1", cwd=tmp_path, log=log, wait=False)
+    assert p.wait(timeout=300) != 0
+    out = log.read_text()
+    assert "train.lr_rate: unknown key" in out
+    assert not (tmp_path / "mlflow.db").exists() and "sample" not in re.findall(r"/(\w+)/\d+ \(pid", out)

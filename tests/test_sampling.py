@@ -1,0 +1,43 @@
+"""The HF sampler on a real tiny policy: left padding, token log-probs, n samples, greedy y0."""
+
+import torch
+
+from selm import tinyworld
+from selm.chat import encode_prompt
+from selm.logprobs import batched_sequence_logprobs
+from selm.sampling import HFSampler
+
+
+def test_greedy_is_the_same_alone_or_in_a_padded_batch(tiny_policy):
+    model, tok = tiny_policy
+    prompts = tinyworld.prompts("heldout", 24, seed=3)
+    assert len({len(encode_prompt(tok, p.text)) for p in prompts}) > 1  # the batch really needs padding
+    batched = HFSampler(model, tok, batch_size=64).sample(prompts, greedy=True, max_new_tokens=16)
+    alone = [HFSampler(model, tok, batch_size=1).sample([p], greedy=True, max_new_tokens=16)[0] for p in prompts[:6]]
+    assert [c.token_ids for c in batched[:6]] == [c.token_ids for c in alone]
+    assert all(c.kind == "greedy" and c.prompt_id == p.id for c, p in zip(batched, prompts))
+
+
+def test_token_logprobs_equal_a_teacher_forced_forward_pass(tiny_policy):
+    """At T=1 with no top-k/top-p, generate's log-probs are the model's: Σ must equal log π(y|x) recomputed."""
+    model, tok = tiny_policy
+    prompts = tinyworld.prompts("train", 16, seed=4)
+    torch.manual_seed(0)
+    comps = HFSampler(model, tok, batch_size=64).sample(prompts, n=3, temperature=1.0, max_new_tokens=20)
+    assert len(comps) == 48
+    assert [c.prompt_id for c in comps] == [p.id for p in prompts for _ in range(3)]
+    by_id = {p.id: p for p in prompts}
+    recomputed = batched_sequence_logprobs(
+        model, [encode_prompt(tok, by_id[c.prompt_id].text) for c in comps], [c.token_ids for c in comps],
+        tok.pad_token_id)
+    torch.testing.assert_close(torch.tensor([c.logprob for c in comps]), recomputed, atol=1e-3, rtol=1e-4)
+
+
+def test_replies_end_with_the_end_of_turn_token_or_hit_the_limit(tiny_policy):
+    model, tok = tiny_policy
+    comps = HFSampler(model, tok).sample(tinyworld.prompts("train", 32, seed=5), n=2, max_new_tokens=12)
+    for c in comps:
+        assert c.token_ids[-1] == tok.eos_token_id or len(c.token_ids) == 12
+        assert tok.eos_token_id not in c.token_ids[:-1]
+        assert len(c.token_logprobs) == len(c.token_ids)
+        assert "<|" not in c.text
