@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
         with stages.timed(timing, "judge"):
             judgments = stages.judge_completions(prompts, samples.completions, recipe)
         with stages.timed(timing, "select"):
-            pairs = stages.select_pairs(prompts, samples, judgments, recipe, policy, k)
+            pairs = stages.select_pairs(samples, judgments, recipe, k)
         with stages.timed(timing, "train"):
             history = stages.train(policy, pairs, recipe, k, out / f"round-{k}")
         policy = str(out / f"round-{k}")

@@ -41,9 +41,13 @@ class RoundFlow(FlowSpec):
             tags={"round": str(self.round), "metaflow_run": current.pathspec.rsplit("/", 2)[0]},
         )
         self.timings = {}
-        current.card.append(cards.markdown(f"# Round {self.round} of `{self.experiment_id}`\n"
-                                           f"policy in: `{self.policy_in}` · {len(self.prompts)} prompts · "
-                                           f"MLflow run `{self.mlflow_run}`"))
+        current.card.append(
+            cards.markdown(
+                f"# Round {self.round} of `{self.experiment_id}`\n"
+                f"policy in: `{self.policy_in}` · {len(self.prompts)} prompts · "
+                f"MLflow run `{self.mlflow_run}`"
+            )
+        )
         current.card.append(cards.table([{"id": p.id, "prompt": p.text, **p.meta} for p in self.prompts[:20]]))
         self.next(self.sample)
 
@@ -60,11 +64,17 @@ class RoundFlow(FlowSpec):
         tracking.log_records(self.mlflow_run, self.samples.greedy, "greedy")
         tracking.log_metrics(self.mlflow_run, {"time_sample_s": self.timings["time_sample_s"]})
         texts = {p.id: p.text for p in self.prompts}
-        current.card.append(cards.markdown(f"# Samples: {len(self.samples.completions)} replies, "
-                                           f"{len(self.samples.greedy)} greedy y0"))
-        current.card.append(cards.table([
-            {"prompt": texts[c.prompt_id], "reply": c.text, "logprob": c.logprob, "tokens": len(c.token_ids)}
-            for c in self.samples.completions[:40]]))
+        current.card.append(
+            cards.markdown(f"# Samples: {len(self.samples.completions)} replies, {len(self.samples.greedy)} greedy y0")
+        )
+        current.card.append(
+            cards.table(
+                [
+                    {"prompt": texts[c.prompt_id], "reply": c.text, "logprob": c.logprob, "tokens": len(c.token_ids)}
+                    for c in self.samples.completions[:40]
+                ]
+            )
+        )
         self.next(self.judge)
 
     @card(type="blank")
@@ -90,14 +100,25 @@ class RoundFlow(FlowSpec):
         from selm import cards, stages, tracking
 
         with stages.timed(self.timings, "select"):
-            self.pairs = stages.select_pairs(self.prompts, self.samples, self.judgments, self.config,
-                                             self.policy_in, self.round)
+            self.pairs = stages.select_pairs(self.samples, self.judgments, self.config, self.round)
         tracking.log_records(self.mlflow_run, self.pairs, "pairs")
-        tracking.log_metrics(self.mlflow_run, {"pairs": len(self.pairs), "time_select_s": self.timings["time_select_s"]})
+        tracking.log_metrics(
+            self.mlflow_run, {"pairs": len(self.pairs), "time_select_s": self.timings["time_select_s"]}
+        )
         current.card.append(cards.markdown(f"# {len(self.pairs)} pairs from {len(self.prompts)} prompts"))
-        current.card.append(cards.table([
-            {"chosen": p.chosen_text, "rejected": p.rejected_text, "r_chosen": p.chosen_reward,
-             "r_rejected": p.rejected_reward} for p in self.pairs[:40]]))
+        current.card.append(
+            cards.table(
+                [
+                    {
+                        "chosen": p.chosen_text,
+                        "rejected": p.rejected_text,
+                        "r_chosen": p.chosen_reward,
+                        "r_rejected": p.rejected_reward,
+                    }
+                    for p in self.pairs[:40]
+                ]
+            )
+        )
         self.next(self.train)
 
     @resources(gpu=1, memory=64000)
@@ -130,7 +151,8 @@ class RoundFlow(FlowSpec):
 
         with stages.timed(self.timings, "evaluate"):
             self.eval_metrics, completions, judgments = stages.evaluate(
-                self.policy_out, self.config, self.round, f"round-{self.round}")
+                self.policy_out, self.config, self.round, f"round-{self.round}"
+            )
         tracking.log_records(self.mlflow_run, completions, "heldout_samples")
         tracking.log_records(self.mlflow_run, judgments, "heldout_judgments")
         tracking.log_metrics(self.mlflow_run, {**self.eval_metrics, "time_evaluate_s": self.timings["time_evaluate_s"]})
@@ -145,15 +167,25 @@ class RoundFlow(FlowSpec):
         """Register the round's policy (aliases round-k, champion) and close the MLflow run."""
         from selm import cards, tracking
 
-        self.metrics = {**self.train_metrics, **self.eval_metrics, **self.train_summary, **self.timings,
-                        "pairs": len(self.pairs), "round": self.round}
-        self.registered = tracking.register_policy(self.mlflow_run, self.policy_out, self.config, self.round,
-                                                   self.eval_metrics)
+        self.metrics = {
+            **self.train_metrics,
+            **self.eval_metrics,
+            **self.train_summary,
+            **self.timings,
+            "pairs": len(self.pairs),
+            "round": self.round,
+        }
+        self.registered = tracking.register_policy(
+            self.mlflow_run, self.policy_out, self.config, self.round, self.eval_metrics
+        )
         tracking.finish_run(self.mlflow_run)
-        current.card.append(cards.markdown(
-            f"# Round {self.round} done\npolicy `{self.policy_out}` registered as "
-            f"`{self.registered['name']}` v{self.registered['version']}"
-            + (" — new **champion**" if self.registered["champion"] else "")))
+        current.card.append(
+            cards.markdown(
+                f"# Round {self.round} done\npolicy `{self.policy_out}` registered as "
+                f"`{self.registered['name']}` v{self.registered['version']}"
+                + (" — new **champion**" if self.registered["champion"] else "")
+            )
+        )
         current.card.append(cards.metrics_table(self.metrics, [k for k in self.metrics if k.startswith("time_")]))
 
 

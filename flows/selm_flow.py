@@ -24,7 +24,7 @@ class SELMFlow(FlowSpec):
     @card(type="blank")
     @step
     def start(self):
-        """Validate the recipe, make sure the initial policy exists, open the MLflow experiment run, evaluate round 0."""
+        """Validate the recipe, make sure the initial policy exists, open the experiment run, evaluate round 0."""
         import shlex
 
         from selm import cards, stages, tracking
@@ -36,15 +36,21 @@ class SELMFlow(FlowSpec):
         with stages.timed(self.timings, "initial_policy"):
             self.policy = stages.initial_policy_path(self.config)
         self.mlflow_run = tracking.start_run(
-            self.config, self.config.experiment.name, tags={"metaflow_run": f"SELMFlow/{current.run_id}"})
+            self.config, self.config.experiment.name, tags={"metaflow_run": f"SELMFlow/{current.run_id}"}
+        )
         with stages.timed(self.timings, "evaluate"):
             metrics, _, _ = stages.evaluate(self.policy, self.config, 0, "sft")
-        tracking.log_metrics(self.mlflow_run, {**metrics, "time_initial_policy_s": self.timings["time_initial_policy_s"]},
-                             step=0)
+        tracking.log_metrics(
+            self.mlflow_run, {**metrics, "time_initial_policy_s": self.timings["time_initial_policy_s"]}, step=0
+        )
         self.rounds = [{"round": 0, **metrics}]
         self.round = 1
-        current.card.append(cards.markdown(f"# Experiment `{self.experiment_id}`\nrecipe `{self.recipe}` · "
-                                           f"MLflow run `{self.mlflow_run}` · initial policy `{self.policy}`"))
+        current.card.append(
+            cards.markdown(
+                f"# Experiment `{self.experiment_id}`\nrecipe `{self.recipe}` · "
+                f"MLflow run `{self.mlflow_run}` · initial policy `{self.policy}`"
+            )
+        )
         current.card.append(cards.table([{"key": k, "value": v} for k, v in self.config.flat().items()]))
         current.card.append(cards.markdown("## Round 0 (initial policy), held-out"))
         current.card.append(cards.metrics_table(metrics))
@@ -61,8 +67,13 @@ class SELMFlow(FlowSpec):
             ROUND_FLOW,
             experiment_id=self.experiment_id,
             round=self.round,
-            params=dict(recipe_json=self.config.model_dump_json(), round=self.round, policy=self.policy,
-                        experiment=self.experiment_id, mlflow_parent=self.mlflow_run),
+            params=dict(
+                recipe_json=self.config.model_dump_json(),
+                round=self.round,
+                policy=self.policy,
+                experiment=self.experiment_id,
+                mlflow_parent=self.mlflow_run,
+            ),
         )
         data = child["end"].task.data
         self.policy = data.policy_out
@@ -70,8 +81,11 @@ class SELMFlow(FlowSpec):
         self.round_runs = getattr(self, "round_runs", []) + [child.pathspec]
         tracking.log_metrics(self.mlflow_run, data.metrics, step=self.round)
         current.card.append(cards.markdown(f"# Round {self.round} — `{child.pathspec}`"))
-        current.card.append(cards.figure(plots.metric_curves(
-            {self.config.train.loss: self.rounds}, HELDOUT_PLOTS, "held-out reward by round")))
+        current.card.append(
+            cards.figure(
+                plots.metric_curves({self.config.train.loss: self.rounds}, HELDOUT_PLOTS, "held-out reward by round")
+            )
+        )
         self.round += 1
         self.next_step = "run_round" if self.round <= self.config.experiment.rounds else "end"
         self.next({"run_round": self.run_round, "end": self.end}, condition="next_step")
@@ -87,11 +101,20 @@ class SELMFlow(FlowSpec):
         tracking.log_figure(self.mlflow_run, fig, "heldout_by_round")
         tracking.log_dict(self.mlflow_run, {"rounds": self.rounds, "improvement": self.improvement}, "summary.json")
         tracking.finish_run(self.mlflow_run)
-        current.card.append(cards.markdown(f"# Experiment `{self.experiment_id}`: {len(self.rounds) - 1} rounds of "
-                                           f"{self.config.train.loss}\nfinal policy `{self.policy}`"))
+        current.card.append(
+            cards.markdown(
+                f"# Experiment `{self.experiment_id}`: {len(self.rounds) - 1} rounds of "
+                f"{self.config.train.loss}\nfinal policy `{self.policy}`"
+            )
+        )
         current.card.append(cards.figure(fig))
-        current.card.append(cards.markdown("## Round 3 vs initial policy (held-out, z = Δ / SE of Δ)"
-                                           .replace("Round 3", f"Round {len(self.rounds) - 1}")))
+        current.card.append(
+            cards.markdown(
+                "## Round 3 vs initial policy (held-out, z = Δ / SE of Δ)".replace(
+                    "Round 3", f"Round {len(self.rounds) - 1}"
+                )
+            )
+        )
         current.card.append(cards.table(self.improvement))
         current.card.append(cards.table([{k: v for k, v in r.items() if not k.endswith("_se")} for r in self.rounds]))
         print(f"experiment {self.experiment_id} done; MLflow run {self.mlflow_run}")

@@ -6,10 +6,9 @@ models and LLM judges plug in behind the same signature.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from tqdm.auto import tqdm
-
+from selm.progress import progress
 from selm.records import Completion, Judgment, Prompt
 
 ScoreFn = Callable[[Prompt, str], dict[str, float]]
@@ -29,7 +28,7 @@ def judge(
 ) -> list[Judgment]:
     """One ``Judgment`` per completion, in the same order."""
     out = []
-    for i, c in enumerate(tqdm(completions, desc="judge", unit="reply", mininterval=1)):
+    for i, c in enumerate(progress(completions, desc="judge", unit="reply")):
         s = score(prompts[c.prompt_id], c.text)
         missing = set(weights) - set(s)
         if missing:

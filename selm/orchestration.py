@@ -43,6 +43,7 @@ def run_round_flow(flow_file: str | Path, experiment_id: str, round: int, params
     else:
         result = runner.run(tags=tags, **params)
     if not result.run.successful:
-        raise RoundFailed(f"round {round} failed in {result.run.pathspec}; fix the cause and run "
-                          f"`python flows/selm_flow.py resume`")
+        raise RoundFailed(
+            f"round {round} failed in {result.run.pathspec}; fix the cause and run `python flows/selm_flow.py resume`"
+        )
     return result.run

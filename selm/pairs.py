@@ -7,24 +7,23 @@ only add noise to the DPO gradient.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from selm.chat import encode_prompt
-from selm.records import Completion, Judgment, PreferencePair, Prompt
+from selm.records import Completion, Judgment, PreferencePair
 
 
 def best_vs_worst(
-    prompts: Mapping[str, Prompt],
+    prompt_ids: Mapping[str, list[int]],
     completions: Sequence[Completion],
     judgments: Sequence[Judgment],
     greedy: Mapping[str, Completion],
-    tokenizer,
     min_margin: float = 0.0,
     round: int = 0,
 ) -> list[PreferencePair]:
     """One pair per prompt with reward(best) − reward(worst) > 0 and ≥ ``min_margin``.
 
-    ``judgments[i]`` judges ``completions[i]``; ``greedy`` maps prompt id → the reference's greedy reply (y0).
+    ``judgments[i]`` judges ``completions[i]``; ``prompt_ids`` maps prompt id → the token ids the replies were
+    sampled from; ``greedy`` maps prompt id → the reference's greedy reply (y0).
     Among equal rewards the earlier sample wins, so the result is deterministic.
     """
     by_prompt: dict[str, list[tuple[Completion, Judgment]]] = defaultdict(list)
@@ -43,7 +42,7 @@ def best_vs_worst(
         pairs.append(
             PreferencePair(
                 prompt_id=pid,
-                prompt_ids=encode_prompt(tokenizer, prompts[pid].text),
+                prompt_ids=list(prompt_ids[pid]),
                 chosen_ids=cw.token_ids,
                 rejected_ids=cl.token_ids,
                 greedy_ids=greedy[pid].token_ids,

@@ -7,9 +7,10 @@ the policy that sampled it and the judge that ranked it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, TypeVar
+from typing import TypeVar
 
 
 @dataclass

@@ -6,13 +6,13 @@ later stages never re-tokenize text. (The vLLM backend arrives with the scale-ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from selm.chat import encode_prompt
+from selm.progress import progress
 from selm.records import Completion, Prompt
 
 
@@ -63,7 +63,7 @@ class HFSampler:
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         per_batch = max(1, self.batch_size // n)
         results: list[list[Completion]] = [[] for _ in prompts]
-        bar = tqdm(total=len(prompts) * n, desc=desc, unit="reply", mininterval=1)
+        bar = progress(total=len(prompts) * n, desc=desc, unit="reply")
         for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
             for i, comp in zip(

@@ -18,8 +18,9 @@ from selm.config import Recipe
 from selm.judging import judge
 from selm.pairs import best_vs_worst
 from selm.records import Completion, Judgment, PreferencePair, Prompt
-from selm.sampling import HFSampler, load_policy
-from selm.training import TrainHistory, train_preferences
+
+# torch-heavy modules (sampling, training) are imported inside the stages that need them, so the judge and
+# select steps start in a fraction of the time.
 
 HELDOUT_SEED = 10_000  # the held-out prompt set is the same for every round and every experiment
 
@@ -55,7 +56,9 @@ def heldout_prompts(recipe: Recipe) -> list[Prompt]:
     return tinyworld.prompts("heldout", recipe.world.heldout_prompts, seed=HELDOUT_SEED)
 
 
-def _sampler(policy_path: str, recipe: Recipe, batch_size: int, policy_name: str) -> HFSampler:
+def _sampler(policy_path: str, batch_size: int, policy_name: str):
+    from selm.sampling import HFSampler, load_policy
+
     model, tokenizer = load_policy(policy_path)
     return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy_name)
 
@@ -64,38 +67,46 @@ def _sampler(policy_path: str, recipe: Recipe, batch_size: int, policy_name: str
 class Samples:
     completions: list[Completion]  # n samples per prompt, adjacent
     greedy: list[Completion]  # one greedy reply per prompt: y0 of SELM
+    prompt_ids: dict[str, list[int]]  # prompt id → the token ids the replies were conditioned on
 
 
 def sample(policy_path: str, prompts: list[Prompt], recipe: Recipe, round: int, policy_name: str) -> Samples:
     """n replies per prompt at the recipe's temperature, plus the greedy reply y0 of the same (reference) policy."""
+    from selm.chat import encode_prompt
+
     s = recipe.sampling
-    sampler = _sampler(policy_path, recipe, s.batch_size, policy_name)
-    completions = sampler.sample(prompts, n=s.n, temperature=s.temperature, max_new_tokens=s.max_new_tokens,
-                                 round=round, desc=f"sample round {round}")
-    greedy = sampler.sample(prompts, n=1, greedy=True, max_new_tokens=s.max_new_tokens, round=round,
-                            desc=f"greedy y0 round {round}")
-    return Samples(completions, greedy)
+    sampler = _sampler(policy_path, s.batch_size, policy_name)
+    completions = sampler.sample(
+        prompts,
+        n=s.n,
+        temperature=s.temperature,
+        max_new_tokens=s.max_new_tokens,
+        round=round,
+        desc=f"sample round {round}",
+    )
+    greedy = sampler.sample(
+        prompts, n=1, greedy=True, max_new_tokens=s.max_new_tokens, round=round, desc=f"greedy y0 round {round}"
+    )
+    return Samples(completions, greedy, {p.id: encode_prompt(sampler.tokenizer, p.text) for p in prompts})
 
 
 def judge_completions(prompts: list[Prompt], completions: list[Completion], recipe: Recipe) -> list[Judgment]:
     return judge({p.id: p for p in prompts}, completions, tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID)
 
 
-def select_pairs(
-    prompts: list[Prompt], samples: Samples, judgments: list[Judgment], recipe: Recipe, policy_path: str, round: int
-) -> list[PreferencePair]:
+def select_pairs(samples: Samples, judgments: list[Judgment], recipe: Recipe, round: int) -> list[PreferencePair]:
     """Best-vs-worst pairs over each prompt's samples (active selection under a label budget comes later)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(policy_path)
     greedy = {c.prompt_id: c for c in samples.greedy}
-    return best_vs_worst(
-        {p.id: p for p in prompts}, samples.completions, judgments, greedy, tokenizer, recipe.pairs.min_margin, round
-    )
+    return best_vs_worst(samples.prompt_ids, samples.completions, judgments, greedy, recipe.pairs.min_margin, round)
 
 
-def train(policy_path: str, pairs: list[PreferencePair], recipe: Recipe, round: int, save_to: Path) -> TrainHistory:
-    """Train the round's policy from ``policy_path`` (which is also the reference) and save it to ``save_to``."""
+def train(policy_path: str, pairs: list[PreferencePair], recipe: Recipe, round: int, save_to: Path):
+    """Train the round's policy from ``policy_path`` (which is also the reference) and save it to ``save_to``.
+
+    Returns the ``TrainHistory``."""
+    from selm.sampling import load_policy
+    from selm.training import train_preferences
+
     model, tokenizer = load_policy(policy_path)
     return train_preferences(model, tokenizer, pairs, recipe.train, round, recipe.experiment.seed, save_to=save_to)
 
@@ -113,10 +124,15 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     combined reward (``heldout_<objective>`` and ``heldout_<objective>_se``).
     """
     prompts = heldout_prompts(recipe)
-    sampler = _sampler(policy_path, recipe, recipe.eval.batch_size, policy_name)
-    completions = sampler.sample(prompts, n=1, temperature=recipe.eval.temperature,
-                                 max_new_tokens=recipe.sampling.max_new_tokens, round=round,
-                                 desc=f"evaluate round {round}")
+    sampler = _sampler(policy_path, recipe.eval.batch_size, policy_name)
+    completions = sampler.sample(
+        prompts,
+        n=1,
+        temperature=recipe.eval.temperature,
+        max_new_tokens=recipe.sampling.max_new_tokens,
+        round=round,
+        desc=f"evaluate round {round}",
+    )
     judgments = judge_completions(prompts, completions, recipe)
     return reward_metrics(judgments, "heldout"), completions, judgments
 
@@ -131,8 +147,12 @@ def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:
     return out
 
 
-def improvement(before: dict[str, float], after: dict[str, float], names=("reward", "correctness", "conciseness", "safety"),
-                prefix: str = "heldout") -> list[dict]:
+def improvement(
+    before: dict[str, float],
+    after: dict[str, float],
+    names=("reward", "correctness", "conciseness", "safety"),
+    prefix: str = "heldout",
+) -> list[dict]:
     """Per objective: before, after, difference and z = Δ / √(se_before² + se_after²) (independent samples)."""
     rows = []
     for n in names:
@@ -141,6 +161,14 @@ def improvement(before: dict[str, float], after: dict[str, float], names=("rewar
             continue
         diff = after[k] - before[k]
         se = math.sqrt(before[f"{k}_se"] ** 2 + after[f"{k}_se"] ** 2)
-        rows.append({"objective": n, "before": before[k], "after": after[k], "delta": diff,
-                     "se_delta": se, "z": diff / se if se > 0 else float("inf")})
+        rows.append(
+            {
+                "objective": n,
+                "before": before[k],
+                "after": after[k],
+                "delta": diff,
+                "se_delta": se,
+                "z": diff / se if se > 0 else float("inf"),
+            }
+        )
     return rows

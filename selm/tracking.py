@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import mlflow
 from mlflow import MlflowClient
@@ -112,7 +112,10 @@ def register_policy(run_id: str, policy_path: str, recipe: Recipe, round: int, m
     else:
         with mlflow.start_run(run_id=run_id):
             info = mlflow.transformers.log_model(
-                {"model": AutoModelForCausalLM.from_pretrained(policy_path), "tokenizer": AutoTokenizer.from_pretrained(policy_path)},
+                {
+                    "model": AutoModelForCausalLM.from_pretrained(policy_path),
+                    "tokenizer": AutoTokenizer.from_pretrained(policy_path),
+                },
                 name="policy",
                 task="text-generation",
                 pip_requirements=POLICY_REQUIREMENTS,

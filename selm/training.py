@@ -8,17 +8,17 @@ Each step packs chosen, rejected (and for SELM the greedy y0) replies into one f
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from selm.checkpoint import atomic_save_pretrained
 from selm.config import Train
 from selm.logprobs import batched_sequence_logprobs, pack, sequence_logprobs
 from selm.losses import dpo_loss, implicit_reward, selm_loss
+from selm.progress import progress
 from selm.records import PreferencePair
 
 
@@ -62,7 +62,14 @@ def preference_loss(cfg: Train, pol: dict[str, torch.Tensor], ref: dict[str, tor
     if cfg.loss == "dpo":
         return dpo_loss(pol["chosen"], pol["rejected"], ref["chosen"], ref["rejected"], cfg.beta)
     return selm_loss(
-        pol["chosen"], pol["rejected"], ref["chosen"], ref["rejected"], pol["greedy"], ref["greedy"], cfg.beta, cfg.alpha
+        pol["chosen"],
+        pol["rejected"],
+        ref["chosen"],
+        ref["rejected"],
+        pol["greedy"],
+        ref["greedy"],
+        cfg.beta,
+        cfg.alpha,
     )
 
 
@@ -100,7 +107,7 @@ def train_preferences(
 
     history = TrainHistory()
     model.train()
-    bar = tqdm(total=total, desc=f"train round {round} ({cfg.loss})", unit="step", mininterval=1)
+    bar = progress(total=total, desc=f"train round {round} ({cfg.loss})", unit="step")
     for epoch in range(cfg.epochs):
         for idx in loader:
             idx = idx.tolist()

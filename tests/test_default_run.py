@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from test_flows_e2e import home  # noqa: F401  (fixture)
 
 from conftest import ROOT
-from test_flows_e2e import home  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,13 @@ def test_default_experiment_improves_every_objective(home):  # noqa: F811
 
     log = home / "log.txt"
     with log.open("w") as f:
-        rc = subprocess.run([sys.executable, str(ROOT / "flows" / "selm_flow.py"), "run"], cwd=home,
-                            stdout=f, stderr=subprocess.STDOUT, timeout=1800).returncode
+        rc = subprocess.run(
+            [sys.executable, str(ROOT / "flows" / "selm_flow.py"), "run"],
+            cwd=home,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+        ).returncode
     assert rc == 0, log.read_text()[-5000:]
     run = Flow("SELMFlow").latest_run
     data = run["end"].task.data

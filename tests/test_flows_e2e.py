@@ -29,8 +29,14 @@ TRAIN_STARTS = re.compile(r"/train/\d+ \(pid \d+\)\] Task is starting")
 
 def flow(*args, cwd, log: Path, wait=True):
     f = log.open("a")
-    p = subprocess.Popen([sys.executable, SELM_FLOW, *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                         start_new_session=True, env=os.environ.copy())
+    p = subprocess.Popen(
+        [sys.executable, SELM_FLOW, *args],
+        cwd=cwd,
+        stdout=f,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=os.environ.copy(),
+    )
     if wait:
         assert p.wait(timeout=900) == 0, log.read_text()[-5000:]
     return p
@@ -81,8 +87,10 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert resumed.successful and resumed.id != killed.id
     assert resumed["start"].task.origin_pathspec is not None  # start (and its MLflow run) was not repeated
 
-    round_runs = {k: sorted(Flow("RoundFlow").runs(f"selm_experiment:{experiment}", f"round:{k}"),
-                            key=lambda r: r.created_at) for k in (1, 2)}
+    round_runs = {
+        k: sorted(Flow("RoundFlow").runs(f"selm_experiment:{experiment}", f"round:{k}"), key=lambda r: r.created_at)
+        for k in (1, 2)
+    }
     assert len(round_runs[1]) == 1 and round_runs[1][0].successful  # round 1 ran exactly once
     first, second = round_runs[2]
     assert not first.successful and second.successful
@@ -104,9 +112,14 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     rounds = c.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
     assert sorted(r.data.tags["round"] for r in rounds) == ["1", "2"]
     for r in rounds:
-        assert {"heldout_reward", "heldout_reward_se", "train_reward", "pairs", "loss", "time_train_s"} <= set(r.data.metrics)
+        assert {"heldout_reward", "heldout_reward_se", "train_reward", "pairs", "loss", "time_train_s"} <= set(
+            r.data.metrics
+        )
         assert {a.path for a in c.list_artifacts(r.info.run_id, "records")} >= {
-            "records/samples.jsonl", "records/judgments.jsonl", "records/pairs.jsonl"}
+            "records/samples.jsonl",
+            "records/judgments.jsonl",
+            "records/pairs.jsonl",
+        }
     assert [m.step for m in c.get_metric_history(parent, "heldout_reward")] == [0, 1, 2]
     versions = c.search_model_versions("name='tiny-selm-policy'")
     assert len(versions) == 2

@@ -52,8 +52,10 @@ def test_selm_with_alpha_zero_is_dpo_on_a_batch():
 
 def test_batch_values_match_scalar_formula():
     """Each element is -log σ(β z) written out with math.exp, independently of torch."""
-    pc, pr, rc, rr = (torch.tensor(v, dtype=torch.float64) for v in
-                      ([-3.0, -10.0, 0.0], [-4.0, -2.0, -1.0], [-3.5, -9.0, -0.5], [-3.5, -2.5, -0.2]))
+    pc, pr, rc, rr = (
+        torch.tensor(v, dtype=torch.float64)
+        for v in ([-3.0, -10.0, 0.0], [-4.0, -2.0, -1.0], [-3.5, -9.0, -0.5], [-3.5, -2.5, -0.2])
+    )
     beta = 0.2
     expected = []
     for a, b, c, d in zip(pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist()):

@@ -28,8 +28,11 @@ def test_token_logprobs_equal_a_teacher_forced_forward_pass(tiny_policy):
     assert [c.prompt_id for c in comps] == [p.id for p in prompts for _ in range(3)]
     by_id = {p.id: p for p in prompts}
     recomputed = batched_sequence_logprobs(
-        model, [encode_prompt(tok, by_id[c.prompt_id].text) for c in comps], [c.token_ids for c in comps],
-        tok.pad_token_id)
+        model,
+        [encode_prompt(tok, by_id[c.prompt_id].text) for c in comps],
+        [c.token_ids for c in comps],
+        tok.pad_token_id,
+    )
     torch.testing.assert_close(torch.tensor([c.logprob for c in comps]), recomputed, atol=1e-3, rtol=1e-4)
 
 

@@ -20,7 +20,7 @@ def round_pairs(tiny_policy_dir):
     torch.manual_seed(0)
     samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
     judgments = stages.judge_completions(prompts, samples.completions, recipe)
-    pairs = stages.select_pairs(prompts, samples, judgments, recipe, str(tiny_policy_dir), 1)
+    pairs = stages.select_pairs(samples, judgments, recipe, 1)
     assert len(pairs) > 20
     return pairs
 
@@ -36,9 +36,12 @@ def test_training_raises_the_implicit_reward_margin(tiny_policy_dir, round_pairs
     assert history.summary()["reward_margin"] > 0.1 and history.summary()["reward_accuracy"] > 0.7
     assert [s["step"] for s in history.steps] == list(range(len(history.steps)))
     saved, _ = load_policy(tmp_path / "policy")
-    after = {k: batched_sequence_logprobs(saved, [p.prompt_ids for p in round_pairs],
-                                          [getattr(p, f"{k}_ids") for p in round_pairs], tok.pad_token_id)
-             for k in ("chosen", "rejected")}
+    after = {
+        k: batched_sequence_logprobs(
+            saved, [p.prompt_ids for p in round_pairs], [getattr(p, f"{k}_ids") for p in round_pairs], tok.pad_token_id
+        )
+        for k in ("chosen", "rejected")
+    }
     margin = (after["chosen"] - ref.chosen) - (after["rejected"] - ref.rejected)
     assert (margin > 0).float().mean() > 0.7
     assert sorted(os.listdir(tmp_path)) == ["policy"]  # the atomic write left no temporary folder behind

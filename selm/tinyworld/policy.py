@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from selm.chat import encode_prompt, encode_response
 from selm.checkpoint import atomic_save_pretrained
 from selm.logprobs import pack, token_logprobs
+from selm.progress import progress
 from selm.tinyworld.tasks import DANGER_WORDS, HARMFUL_COMPLIANCE, REFUSAL, Task, sample_tasks
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def _train(model, tokenizer, data, steps: int, spec: TinyPolicySpec, response_on
     rng = random.Random(spec.seed + steps)
     model.train()
     loss_val = float("nan")
-    for _ in tqdm(range(steps), desc=desc, mininterval=2):
+    for _ in progress(range(steps), desc=desc, unit="step"):
         batch = rng.sample(data, spec.batch_size)
         ids, attn, resp = pack([p for p, _ in batch], [r for _, r in batch], tokenizer.pad_token_id)
         mask = (resp if response_only else attn)[:, 1:].float()

@@ -1,0 +1,40 @@
+"""Per-step wall times of a SELMFlow run and of each round's RoundFlow run, next to the ML work inside them.
+
+    python benchmarks/flow_timings.py [SELMFlow run id]     # run in the folder that holds .metaflow
+
+"step" is the Metaflow task's wall time (process start, imports, artifacts, MLflow, card included); "work" is
+the time of the stage function itself (``time_<stage>_s``); the difference is orchestration overhead.
+"""
+
+import sys
+
+from metaflow import Flow, Run, namespace
+
+
+def task_seconds(step) -> float:
+    task = step.task
+    return (task.finished_at - task.created_at).total_seconds()
+
+
+def main(argv: list[str]) -> None:
+    namespace(None)
+    run = Run(f"SELMFlow/{argv[0]}") if argv else Flow("SELMFlow").latest_successful_run
+    total = (run["end"].task.finished_at - run.created_at).total_seconds()
+    print(f"{run.pathspec}: {total:.0f} s in all")
+    start = run["start"].task.data
+    print(f"  start: {task_seconds(run['start']):6.1f} s  (initial policy {start.timings['time_initial_policy_s']:.1f} s,"
+          f" round-0 evaluation {start.timings['time_evaluate_s']:.1f} s)")
+    for pathspec in run["end"].task.data.round_runs:
+        child = Run(pathspec)
+        metrics = child["end"].task.data.metrics
+        rows = []
+        for step in ("start", "sample", "judge", "select", "train", "evaluate", "end"):
+            work = metrics.get(f"time_{step}_s")
+            rows.append(f"{step} {task_seconds(child[step]):.1f}" + (f" (work {work:.1f})" if work else ""))
+        wall = (child["end"].task.finished_at - child.created_at).total_seconds()
+        print(f"  round {metrics['round']}: {wall:6.1f} s  " + " · ".join(rows))
+    print(f"  end:   {task_seconds(run['end']):6.1f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
