@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from selm.judgment_cache import JudgmentCache
 from selm.progress import progress
 from selm.records import Completion, Judgment, Prompt
 
@@ -25,11 +26,21 @@ def judge(
     score: ScoreFn,
     weights: Mapping[str, float],
     judge_id: str,
+    cache: JudgmentCache | None = None,
 ) -> list[Judgment]:
-    """One ``Judgment`` per completion, in the same order."""
+    """One ``Judgment`` per completion, in the same order.
+
+    With a ``cache``, a reply already judged by ``judge_id`` for the same prompt is not judged again, and every
+    new judgment is stored as soon as it is made.
+    """
     out = []
     for i, c in enumerate(progress(completions, desc="judge", unit="reply")):
-        s = score(prompts[c.prompt_id], c.text)
+        prompt = prompts[c.prompt_id]
+        s = cache.get(judge_id, prompt.text, [c.text]) if cache is not None else None
+        if s is None:
+            s = score(prompt, c.text)
+            if cache is not None:
+                cache.put(judge_id, prompt.text, [c.text], s)
         missing = set(weights) - set(s)
         if missing:
             raise KeyError(f"judge {judge_id!r} returned no score for objectives {sorted(missing)}")
