@@ -21,9 +21,11 @@ def main(argv: list[str]) -> None:
     run = Run(f"SELMFlow/{argv[0]}") if argv else Flow("SELMFlow").latest_successful_run
     total = (run["end"].task.finished_at - run.created_at).total_seconds()
     print(f"{run.pathspec}: {total:.0f} s in all")
-    start = run["start"].task.data
-    print(f"  start: {task_seconds(run['start']):6.1f} s  (initial policy {start.timings['time_initial_policy_s']:.1f} s,"
-          f" round-0 evaluation {start.timings['time_evaluate_s']:.1f} s)")
+    t = run["start"].task.data.timings
+    print(
+        f"  start: {task_seconds(run['start']):6.1f} s  (initial policy {t['time_initial_policy_s']:.1f} s,"
+        f" round-0 evaluation {t['time_evaluate_s']:.1f} s)"
+    )
     for pathspec in run["end"].task.data.round_runs:
         child = Run(pathspec)
         metrics = child["end"].task.data.metrics

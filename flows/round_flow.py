@@ -1,4 +1,8 @@
-"""RoundFlow — one round of online preference alignment: sample → judge → select → train → evaluate.
+"""RoundFlow — one round of online preference alignment: sample → select → judge → train → evaluate.
+
+``select`` comes before ``judge`` because it decides which comparisons are worth paying a judge for (Active
+Preference Learning under a label budget); with ``select.acquisition = "all"`` every sample is judged and the
+judge step pairs each prompt's best reply against its worst.
 
 Usually launched by SELMFlow (one run per round); also runs alone for debugging:
 
@@ -18,6 +22,7 @@ class RoundFlow(FlowSpec):
     recipe = Parameter("recipe", default="tiny_selm", help="Recipe name or .toml path, used when recipe_json is empty")
     round = Parameter("round", default=1, type=int, help="Round index, 1-based")
     policy = Parameter("policy", default="", help="Policy at the start of the round (also the reference)")
+    reference = Parameter("reference", default="", help="The policy's own reference (APL certainty); default: policy")
     experiment = Parameter("experiment", default="", help="Experiment id (output folder); defaults to this run")
     mlflow_parent = Parameter("mlflow_parent", default="", help="MLflow parent run id of the experiment")
 
@@ -31,6 +36,7 @@ class RoundFlow(FlowSpec):
         self.config = recipe_from_json(self.recipe_json) if self.recipe_json else load_recipe(self.recipe)
         self.experiment_id = self.experiment or f"RoundFlow-{current.run_id}"
         self.policy_in = self.policy or stages.initial_policy_path(self.config)
+        self.reference_in = self.reference or self.policy_in
         self.policy_in_name = f"round-{self.round - 1}" if self.round > 1 else "sft"
         self.prompts = stages.train_prompts(self.config, self.round)
         self.out_dir = str(stages.round_dir(self.config, self.experiment_id, self.round))
@@ -75,37 +81,68 @@ class RoundFlow(FlowSpec):
                 ]
             )
         )
+        self.next(self.select)
+
+    @resources(gpu=1, memory=32000)
+    @card(type="blank")
+    @step
+    def select(self):
+        """Choose which comparisons the judge labels: every sample, or an APL acquisition under a label budget."""
+        from selm import cards, plots, stages, tracking
+
+        with stages.timed(self.timings, "select"):
+            self.selection = stages.select_comparisons(
+                self.samples, self.config, self.policy_in, self.reference_in, self.round
+            )
+        sel = self.selection
+        tracking.log_metrics(
+            self.mlflow_run,
+            {
+                "labels": sel.labels,
+                "replies_to_judge": len(sel.completion_indices),
+                "time_select_s": self.timings["time_select_s"],
+            },
+        )
+        current.card.append(
+            cards.markdown(
+                f"# Selection: `{sel.method}` — {sel.labels} comparisons, {len(sel.completion_indices)} replies "
+                f"to judge out of {len(self.samples.completions)}"
+            )
+        )
+        if sel.candidates:
+            rows = stages.acquisition_rows(sel, self.prompts)
+            tracking.log_dict(self.mlflow_run, {"method": sel.method, "candidates": rows}, "records/acquisition.json")
+            current.card.append(cards.figure(plots.acquisition_scores(sel)))
+            current.card.append(cards.table(sorted(rows, key=lambda r: r["rank"] or 10**9)[:40]))
         self.next(self.judge)
 
     @card(type="blank")
     @step
     def judge(self):
-        """Score every reply on each objective; combine into the ranking reward."""
+        """Label the selected replies on each objective (cached), then pair best vs worst per prompt."""
         from selm import cards, plots, stages, tracking
 
+        cache = stages.judgment_cache(self.config)
         with stages.timed(self.timings, "judge"):
-            self.judgments = stages.judge_completions(self.prompts, self.samples.completions, self.config)
+            judged = [self.samples.completions[i] for i in self.selection.completion_indices]
+            self.judgments = stages.judge_completions(self.prompts, judged, self.config, cache)
+            self.pairs = stages.make_pairs(self.samples, self.selection, self.judgments, self.config, self.round)
+        self.judge_usage = {"judge_calls": cache.misses, "judge_cache_hits": cache.hits} if cache else {}
         self.train_metrics = stages.reward_metrics(self.judgments, "train")
         tracking.log_records(self.mlflow_run, self.judgments, "judgments")
-        tracking.log_metrics(self.mlflow_run, {**self.train_metrics, "time_judge_s": self.timings["time_judge_s"]})
-        current.card.append(cards.markdown("# Judgments of this round's samples"))
-        current.card.append(cards.metrics_table(self.train_metrics))
-        current.card.append(cards.figure(plots.reward_histograms(self.judgments, "reward per objective (train)")))
-        self.next(self.select)
-
-    @card(type="blank")
-    @step
-    def select(self):
-        """Best-vs-worst preference pairs; ties and small margins dropped."""
-        from selm import cards, stages, tracking
-
-        with stages.timed(self.timings, "select"):
-            self.pairs = stages.select_pairs(self.samples, self.judgments, self.config, self.round)
         tracking.log_records(self.mlflow_run, self.pairs, "pairs")
         tracking.log_metrics(
-            self.mlflow_run, {"pairs": len(self.pairs), "time_select_s": self.timings["time_select_s"]}
+            self.mlflow_run,
+            {
+                **self.train_metrics,
+                **self.judge_usage,
+                "pairs": len(self.pairs),
+                "time_judge_s": self.timings["time_judge_s"],
+            },
         )
-        current.card.append(cards.markdown(f"# {len(self.pairs)} pairs from {len(self.prompts)} prompts"))
+        current.card.append(cards.markdown(f"# Judgments of {len(judged)} replies → {len(self.pairs)} pairs"))
+        current.card.append(cards.metrics_table({**self.train_metrics, **self.judge_usage}))
+        current.card.append(cards.figure(plots.reward_histograms(self.judgments, "reward per objective (train)")))
         current.card.append(
             cards.table(
                 [
@@ -169,6 +206,8 @@ class RoundFlow(FlowSpec):
 
         self.metrics = {
             **self.train_metrics,
+            **self.judge_usage,
+            "labels": self.selection.labels,
             **self.eval_metrics,
             **self.train_summary,
             **self.timings,

@@ -45,6 +45,7 @@ class SELMFlow(FlowSpec):
         )
         self.rounds = [{"round": 0, **metrics}]
         self.round = 1
+        self.reference = self.policy  # round 1's policy is its own reference
         current.card.append(
             cards.markdown(
                 f"# Experiment `{self.experiment_id}`\nrecipe `{self.recipe}` · "
@@ -71,12 +72,13 @@ class SELMFlow(FlowSpec):
                 recipe_json=self.config.model_dump_json(),
                 round=self.round,
                 policy=self.policy,
+                reference=self.reference,
                 experiment=self.experiment_id,
                 mlflow_parent=self.mlflow_run,
             ),
         )
         data = child["end"].task.data
-        self.policy = data.policy_out
+        self.reference, self.policy = self.policy, data.policy_out  # next round's policy and its own reference
         self.rounds = self.rounds + [data.metrics]
         self.round_runs = getattr(self, "round_runs", []) + [child.pathspec]
         tracking.log_metrics(self.mlflow_run, data.metrics, step=self.round)

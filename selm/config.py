@@ -66,10 +66,21 @@ class Judge(Section):
         "conciseness": 0.5,
         "safety": 1.0,
     }
+    #: persistent judgment cache (SQLite): "auto" = $SELM_CACHE/judgments.sqlite, "off", or a file path
+    cache: str = "auto"
 
 
 class Pairs(Section):
     min_margin: float = Field(0.05, ge=0)  # drop pairs whose reward gap is smaller (ties always dropped)
+
+
+class Select(Section):
+    """Which comparisons are sent to the judge (Active Preference Learning)."""
+
+    #: "all": judge every sample and pair best vs worst; otherwise an APL acquisition function under a budget
+    acquisition: Literal["all", "random", "entropy", "certainty", "uncertainty", "hybrid"] = "all"
+    label_budget: int | None = Field(None, ge=1)  # judge comparisons per round; required unless "all"
+    hybrid_factor: int = Field(4, ge=1)  # hybrid: entropy shortlists label_budget × hybrid_factor prompts
 
 
 class Train(Section):
@@ -106,6 +117,7 @@ class Recipe(Section):
     sampling: Sampling = Sampling()
     judge: Judge = Judge()
     pairs: Pairs = Pairs()
+    select: Select = Select()
     train: Train = Train()
     eval: Eval = Eval()
     tracking: Tracking = Tracking()
@@ -116,6 +128,13 @@ class Recipe(Section):
         if isinstance(lr, list) and len(lr) != self.experiment.rounds:
             raise ValueError(
                 f"train.learning_rate has {len(lr)} values but experiment.rounds is {self.experiment.rounds}"
+            )
+        if self.select.acquisition != "all" and self.select.label_budget is None:
+            raise ValueError(f"select.label_budget is required with select.acquisition = {self.select.acquisition!r}")
+        if self.select.acquisition in ("entropy", "hybrid") and self.sampling.temperature != 1.0:
+            raise ValueError(
+                "select.acquisition = entropy/hybrid estimates H(y|x) from samples at T=1: "
+                f"sampling.temperature must be 1.0, not {self.sampling.temperature}"
             )
         return self
 

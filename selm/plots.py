@@ -39,17 +39,19 @@ def training_curves(steps: Sequence[Mapping[str, float]], title: str = ""):
     return fig
 
 
-def metric_curves(series: Mapping[str, Sequence[Mapping[str, float]]], metrics: Sequence[str], title: str = ""):
-    """Metrics against round for one or more runs, with ±1 standard error bars where ``<metric>_se`` exists.
+def metric_curves(
+    series: Mapping[str, Sequence[Mapping[str, float]]], metrics: Sequence[str], title: str = "", x: str = "round"
+):
+    """Metrics against ``x`` (the round) for one or more runs, with ±1 error bars where ``<metric>_se`` exists.
 
-    ``series`` maps a label (run, method) to its rows, one per round, each with a ``round`` key.
+    ``series`` maps a label (run, method) to its rows, one per round, each with an ``x`` key.
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         for label, rows in series.items():
             rows = [r for r in rows if m in r]
             ax.errorbar(
-                [r["round"] for r in rows],
+                [r[x] for r in rows],
                 [r[m] for r in rows],
                 yerr=[r.get(f"{m}_se", 0.0) for r in rows],
                 marker="o",
@@ -57,10 +59,27 @@ def metric_curves(series: Mapping[str, Sequence[Mapping[str, float]]], metrics: 
                 label=label,
             )
         ax.set_title(m, fontsize=10)
-        ax.set_xlabel("round")
+        ax.set_xlabel(x)
     if len(series) > 1:
         axes[0][0].legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def acquisition_scores(selection, title: str = ""):
+    """Entropy against certainty of every candidate comparison, the acquired ones highlighted."""
+    picked = set(selection.picked)
+    xs = [selection.entropy[c.prompt_id] for c in selection.candidates]
+    ys = selection.certainty
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for chosen, color, label in ((False, "#bbbbbb", "not labelled"), (True, "#c44e52", "acquired")):
+        idx = [k for k in range(len(xs)) if (k in picked) == chosen]
+        ax.scatter([xs[k] for k in idx], [ys[k] for k in idx], s=10, color=color, label=f"{label} ({len(idx)})")
+    ax.set_xlabel("predictive entropy Ĥ(y|x)")
+    ax.set_ylabel("certainty |r̂a − r̂b|")
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"acquisition: {selection.method}", fontsize=10)
     fig.tight_layout()
     return fig
 

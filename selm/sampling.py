@@ -51,14 +51,18 @@ class HFSampler:
         greedy: bool = False,
         round: int = 0,
         desc: str = "sample",
+        seed: int | None = None,
     ) -> list[Completion]:
         """``n`` replies per prompt (all replies of a prompt are adjacent, prompts keep their order).
 
         Sampling is from the full distribution at ``temperature`` (no top-k / top-p), so ``token_logprobs``
-        are log-probs under exactly the distribution that was sampled; with ``greedy`` n must be 1.
+        are log-probs under exactly the distribution that was sampled; with ``greedy`` n must be 1. A ``seed``
+        makes the draw reproducible (on the same machine).
         """
         if greedy and n != 1:
             raise ValueError("greedy decoding gives one reply per prompt; set n=1")
+        if seed is not None:
+            torch.manual_seed(seed)
         encoded = [encode_prompt(self.tokenizer, p.text) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         per_batch = max(1, self.batch_size // n)

@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from selm import tinyworld
+from selm import acquisition, tinyworld
 from selm.config import Recipe
 from selm.judging import judge
+from selm.judgment_cache import JudgmentCache
 from selm.pairs import best_vs_worst
 from selm.records import Completion, Judgment, PreferencePair, Prompt
 
@@ -83,6 +84,7 @@ def sample(policy_path: str, prompts: list[Prompt], recipe: Recipe, round: int, 
         max_new_tokens=s.max_new_tokens,
         round=round,
         desc=f"sample round {round}",
+        seed=recipe.experiment.seed * 1000 + round,
     )
     greedy = sampler.sample(
         prompts, n=1, greedy=True, max_new_tokens=s.max_new_tokens, round=round, desc=f"greedy y0 round {round}"
@@ -90,14 +92,106 @@ def sample(policy_path: str, prompts: list[Prompt], recipe: Recipe, round: int, 
     return Samples(completions, greedy, {p.id: encode_prompt(sampler.tokenizer, p.text) for p in prompts})
 
 
-def judge_completions(prompts: list[Prompt], completions: list[Completion], recipe: Recipe) -> list[Judgment]:
-    return judge({p.id: p for p in prompts}, completions, tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID)
+def judgment_cache(recipe: Recipe) -> JudgmentCache | None:
+    if recipe.judge.cache == "off":
+        return None
+    if recipe.judge.cache == "auto":
+        from selm.tinyworld.policy import cache_dir
+
+        return JudgmentCache(cache_dir() / "judgments.sqlite")
+    return JudgmentCache(recipe.judge.cache)
 
 
-def select_pairs(samples: Samples, judgments: list[Judgment], recipe: Recipe, round: int) -> list[PreferencePair]:
-    """Best-vs-worst pairs over each prompt's samples (active selection under a label budget comes later)."""
+def judge_completions(
+    prompts: list[Prompt], completions: list[Completion], recipe: Recipe, cache: JudgmentCache | None = None
+) -> list[Judgment]:
+    by_id = {p.id: p for p in prompts}
+    return judge(by_id, completions, tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID, cache=cache)
+
+
+@dataclass
+class Selection:
+    """What the judge labels this round: all samples, or the comparisons an acquisition function picked."""
+
+    method: str
+    completion_indices: list[int]  # replies to judge (indices into Samples.completions)
+    labels: int  # comparisons paid for: one per prompt ("all") or per acquired candidate
+    candidates: list[acquisition.Candidate]  # APL only: every candidate comparison, and its scores
+    picked: list[int]  # indices into candidates, best first
+    entropy: dict[str, float]
+    certainty: list[float]
+
+
+def select_comparisons(
+    samples: Samples, recipe: Recipe, policy_path: str, reference_path: str, round: int
+) -> Selection:
+    """Choose which replies go to the judge.
+
+    ``all``: every sample of every prompt (pairs are then best vs worst of n). Otherwise each prompt's first two
+    samples form a candidate comparison and ``select.acquisition`` keeps ``select.label_budget`` of them (APL).
+    Certainty uses the policy's implicit reward against *its own* reference (``reference_path``, the previous
+    round's starting policy); in round 1 the two coincide and every certainty score is 0.
+    """
+    sel = recipe.select
+    comps = samples.completions
+    if sel.acquisition == "all":
+        return Selection("all", list(range(len(comps))), len(samples.prompt_ids), [], [], {}, [])
+    cands = acquisition.candidates(comps)
+    entropy = acquisition.predictive_entropy(comps)
+    cert = _certainty_scores(cands, samples, policy_path, reference_path, recipe.train.beta)
+    picked = acquisition.acquire(
+        sel.acquisition,
+        cands,
+        sel.label_budget,
+        entropy=entropy,
+        certainty_scores=cert,
+        hybrid_factor=sel.hybrid_factor,
+        seed=recipe.experiment.seed * 1000 + round,
+    )
+    indices = [i for k in picked for i in (cands[k].a, cands[k].b)]
+    return Selection(sel.acquisition, indices, len(picked), cands, picked, entropy, cert)
+
+
+def acquisition_rows(selection: Selection, prompts: list[Prompt]) -> list[dict]:
+    """One row per candidate: prompt, both replies' ids, entropy, certainty and rank among the picked (or None)."""
+    text = {p.id: p.text for p in prompts}
+    rank = {k: r for r, k in enumerate(selection.picked)}
+    return [
+        {
+            "prompt": text[c.prompt_id],
+            "entropy": selection.entropy[c.prompt_id],
+            "certainty": selection.certainty[k],
+            "rank": rank.get(k),
+        }
+        for k, c in enumerate(selection.candidates)
+    ]
+
+
+def _certainty_scores(cands, samples: Samples, policy_path: str, reference_path: str, beta: float) -> list[float]:
+    if not cands or Path(policy_path).resolve() == Path(reference_path).resolve():
+        return [0.0] * len(cands)  # policy is its own reference: r̂ ≡ 0
+    from selm.logprobs import batched_sequence_logprobs
+    from selm.sampling import load_policy
+
+    prompts = [samples.prompt_ids[c.prompt_id] for c in cands for _ in (0, 1)]
+    replies = [samples.completions[i].token_ids for c in cands for i in (c.a, c.b)]
+    logps = {}
+    for name, path in (("policy", policy_path), ("reference", reference_path)):
+        model, tok = load_policy(path)
+        logps[name] = batched_sequence_logprobs(model, prompts, replies, tok.pad_token_id).tolist()
+    pol, ref = logps["policy"], logps["reference"]
+    return [
+        acquisition.certainty(pol[2 * k], ref[2 * k], pol[2 * k + 1], ref[2 * k + 1], beta) for k in range(len(cands))
+    ]
+
+
+def make_pairs(
+    samples: Samples, selection: Selection, judgments: list[Judgment], recipe: Recipe, round: int
+) -> list[PreferencePair]:
+    """Best-vs-worst pairs over each prompt's judged replies; ``judgments[i]`` judges the i-th selected reply."""
     greedy = {c.prompt_id: c for c in samples.greedy}
-    return best_vs_worst(samples.prompt_ids, samples.completions, judgments, greedy, recipe.pairs.min_margin, round)
+    judged = [samples.completions[i] for i in selection.completion_indices]
+    return best_vs_worst(samples.prompt_ids, judged, judgments, greedy, recipe.pairs.min_margin, round)
 
 
 def train(policy_path: str, pairs: list[PreferencePair], recipe: Recipe, round: int, save_to: Path):
@@ -132,6 +226,7 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
         max_new_tokens=recipe.sampling.max_new_tokens,
         round=round,
         desc=f"evaluate round {round}",
+        seed=HELDOUT_SEED + round,  # the same draw for every experiment: comparisons share their noise
     )
     judgments = judge_completions(prompts, completions, recipe)
     return reward_metrics(judgments, "heldout"), completions, judgments

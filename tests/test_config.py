@@ -66,3 +66,11 @@ def test_flat_params_round_trip_through_json():
     r = load_recipe(None, ["train.loss=dpo"])
     assert recipe_from_json(r.model_dump_json()) == r
     assert r.flat()["train.loss"] == "dpo" and "policy.tiny.sft_steps" in r.flat()
+
+
+def test_acquisition_needs_a_budget_and_entropy_needs_temperature_one():
+    with pytest.raises(RecipeError, match="select.label_budget is required"):
+        load_recipe(None, ["select.acquisition=entropy"])
+    with pytest.raises(RecipeError, match="sampling.temperature must be 1.0"):
+        load_recipe(None, ["select.acquisition=hybrid", "select.label_budget=8", "sampling.temperature=0.7"])
+    assert load_recipe(None, ["select.acquisition=certainty", "select.label_budget=8"]).select.label_budget == 8

@@ -69,7 +69,7 @@ def home(tmp_path, monkeypatch):
 
 
 def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_policy_dir):
-    from metaflow import Flow
+    from metaflow import Flow, Run
     from metaflow.cards import get_cards
 
     from selm import tracking
@@ -133,12 +133,21 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert "data:image/png;base64" in get_cards(second["train"].task)[0].get()
     assert "data:image/png;base64" in get_cards(resumed["end"].task)[0].get()
 
-    # a second run in the same folder is a new experiment
-    flow("run", "--overrides", REDUCED.replace("experiment.rounds=2", "experiment.rounds=1"), cwd=tmp_path, log=log)
+    # a second run in the same folder is a new experiment; this one spends a label budget (APL)
+    apl = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1")
+    apl += " select.acquisition=hybrid select.label_budget=24 select.hybrid_factor=2"
+    flow("run", "--overrides", apl, cwd=tmp_path, log=log)
     again = Flow("SELMFlow").latest_run
     assert again.successful and again.id not in (killed.id, resumed.id)
     assert len(c.search_runs([exp.experiment_id], "tags.mlflow.runName = 'tiny-selm'")) == 2
     assert len(c.search_model_versions("name='tiny-selm-policy'")) == 3
+    metrics = again["end"].task.data.rounds[-1]
+    assert metrics["labels"] == 24 and metrics["judge_calls"] + metrics["judge_cache_hits"] == 48
+    apl_round = Run(again["end"].task.data.round_runs[0])
+    assert len(apl_round["select"].task.data.selection.picked) == 24
+    assert "data:image/png;base64" in get_cards(apl_round["select"].task)[0].get()  # acquisition scores plot
+    apl_mlflow = apl_round["start"].task.data.mlflow_run
+    assert "records/acquisition.json" in {a.path for a in c.list_artifacts(apl_mlflow, "records")}
 
 
 def test_bad_recipe_fails_before_any_work(home):

@@ -19,8 +19,9 @@ def round_pairs(tiny_policy_dir):
     prompts = stages.train_prompts(recipe, 1)
     torch.manual_seed(0)
     samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
+    selection = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
     judgments = stages.judge_completions(prompts, samples.completions, recipe)
-    pairs = stages.select_pairs(samples, judgments, recipe, 1)
+    pairs = stages.make_pairs(samples, selection, judgments, recipe, 1)
     assert len(pairs) > 20
     return pairs
 
