@@ -80,7 +80,7 @@ class Select(Section):
     #: "all": judge every sample and pair best vs worst; otherwise an APL acquisition function under a budget
     acquisition: Literal["all", "random", "entropy", "certainty", "uncertainty", "hybrid"] = "all"
     label_budget: int | None = Field(None, ge=1)  # judge comparisons per round; required unless "all"
-    hybrid_factor: int = Field(4, ge=1)  # hybrid: entropy shortlists label_budget × hybrid_factor prompts
+    hybrid_factor: int = Field(2, ge=1)  # hybrid: entropy shortlists label_budget × hybrid_factor prompts
 
 
 class Train(Section):
