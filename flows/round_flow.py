@@ -121,13 +121,16 @@ class RoundFlow(FlowSpec):
     def judge(self):
         """Label the selected replies on each objective (cached), then pair best vs worst per prompt."""
         from selm import cards, plots, stages, tracking
+        from selm.judging import JudgeUsage
 
-        cache = stages.judgment_cache(self.config)
+        usage = JudgeUsage()
         with stages.timed(self.timings, "judge"):
             judged = [self.samples.completions[i] for i in self.selection.completion_indices]
-            self.judgments = stages.judge_completions(self.prompts, judged, self.config, cache)
+            self.judgments = stages.judge_completions(
+                self.prompts, judged, self.config, stages.judgment_cache(self.config), usage
+            )
             self.pairs = stages.make_pairs(self.samples, self.selection, self.judgments, self.config, self.round)
-        self.judge_usage = {"judge_calls": cache.misses, "judge_cache_hits": cache.hits} if cache else {}
+        self.judge_usage = usage.metrics()
         self.train_metrics = stages.reward_metrics(self.judgments, "train")
         tracking.log_records(self.mlflow_run, self.judgments, "judgments")
         tracking.log_records(self.mlflow_run, self.pairs, "pairs")

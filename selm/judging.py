@@ -7,6 +7,7 @@ models and LLM judges plug in behind the same signature.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from selm.judgment_cache import JudgmentCache
 from selm.progress import progress
@@ -20,6 +21,28 @@ def weighted_sum(scores: Mapping[str, float], weights: Mapping[str, float]) -> f
     return float(sum(w * scores[name] for name, w in weights.items()))
 
 
+@dataclass
+class JudgeUsage:
+    """What judging cost: calls actually made (paid), answers served by the cache, tokens and dollars.
+
+    Token-metered backends (LLM judges) add their tokens and cost; rule judges and local models use none.
+    """
+
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "judge_calls": self.calls,
+            "judge_cache_hits": self.cache_hits,
+            "judge_tokens": self.prompt_tokens + self.completion_tokens,
+            "judge_cost_usd": self.cost_usd,
+        }
+
+
 def judge(
     prompts: Mapping[str, Prompt],
     completions: Sequence[Completion],
@@ -27,20 +50,25 @@ def judge(
     weights: Mapping[str, float],
     judge_id: str,
     cache: JudgmentCache | None = None,
+    usage: JudgeUsage | None = None,
 ) -> list[Judgment]:
     """One ``Judgment`` per completion, in the same order.
 
     With a ``cache``, a reply already judged by ``judge_id`` for the same prompt is not judged again, and every
-    new judgment is stored as soon as it is made.
+    new judgment is stored as soon as it is made. ``usage`` (if given) counts paid calls and cache hits.
     """
+    usage = usage if usage is not None else JudgeUsage()
     out = []
     for i, c in enumerate(progress(completions, desc="judge", unit="reply")):
         prompt = prompts[c.prompt_id]
         s = cache.get(judge_id, prompt.text, [c.text]) if cache is not None else None
         if s is None:
             s = score(prompt, c.text)
+            usage.calls += 1
             if cache is not None:
                 cache.put(judge_id, prompt.text, [c.text], s)
+        else:
+            usage.cache_hits += 1
         missing = set(weights) - set(s)
         if missing:
             raise KeyError(f"judge {judge_id!r} returned no score for objectives {sorted(missing)}")

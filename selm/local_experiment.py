@@ -9,6 +9,7 @@ from pathlib import Path
 
 from selm import stages
 from selm.config import Recipe
+from selm.judging import JudgeUsage
 
 
 def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]:
@@ -26,10 +27,10 @@ def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]
             samples = stages.sample(policy, prompts, recipe, k, f"round-{k - 1}")
         with stages.timed(timing, "select"):
             selection = stages.select_comparisons(samples, recipe, policy, reference, k)
-        hits, misses = (cache.hits, cache.misses) if cache else (0, 0)
+        usage = JudgeUsage()
         with stages.timed(timing, "judge"):
             judged = [samples.completions[i] for i in selection.completion_indices]
-            judgments = stages.judge_completions(prompts, judged, recipe, cache)
+            judgments = stages.judge_completions(prompts, judged, recipe, cache, usage)
             pairs = stages.make_pairs(samples, selection, judgments, recipe, k)
         with stages.timed(timing, "train"):
             history = stages.train(policy, pairs, recipe, k, out_dir / f"round-{k}")
@@ -37,14 +38,13 @@ def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]
         with stages.timed(timing, "evaluate"):
             metrics, _, _ = stages.evaluate(policy, recipe, k, f"round-{k}")
         labels_total += selection.labels
-        usage = {"judge_calls": cache.misses - misses, "judge_cache_hits": cache.hits - hits} if cache else {}
         rows.append(
             {
                 "round": k,
                 "labels": selection.labels,
                 "labels_total": labels_total,
                 "pairs": len(pairs),
-                **usage,
+                **usage.metrics(),
                 **history.summary(),
                 **metrics,
                 **timing,

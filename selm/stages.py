@@ -15,7 +15,7 @@ from pathlib import Path
 
 from selm import acquisition, tinyworld
 from selm.config import Recipe
-from selm.judging import judge
+from selm.judging import JudgeUsage, judge
 from selm.judgment_cache import JudgmentCache
 from selm.pairs import best_vs_worst
 from selm.records import Completion, Judgment, PreferencePair, Prompt
@@ -103,10 +103,14 @@ def judgment_cache(recipe: Recipe) -> JudgmentCache | None:
 
 
 def judge_completions(
-    prompts: list[Prompt], completions: list[Completion], recipe: Recipe, cache: JudgmentCache | None = None
+    prompts: list[Prompt],
+    completions: list[Completion],
+    recipe: Recipe,
+    cache: JudgmentCache | None = None,
+    usage: JudgeUsage | None = None,
 ) -> list[Judgment]:
     by_id = {p.id: p for p in prompts}
-    return judge(by_id, completions, tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID, cache=cache)
+    return judge(by_id, completions, tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID, cache, usage)
 
 
 @dataclass
