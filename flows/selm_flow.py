@@ -124,7 +124,7 @@ class SELMFlow(FlowSpec):
             print("  {objective:>12}: {before:.4f} -> {after:.4f}  (delta {delta:+.4f}, z {z:.1f})".format(**row))
 
 
-HELDOUT_PLOTS = ("heldout_reward", "heldout_correctness", "heldout_conciseness", "heldout_safety")
+HELDOUT_PLOTS = ("heldout_reward", "heldout_correctness", "heldout_conciseness", "heldout_safety", "heldout_good_all")
 
 if __name__ == "__main__":
     SELMFlow()

@@ -68,6 +68,10 @@ class Judge(Section):
     }
     #: persistent judgment cache (SQLite): "auto" = $SELM_CACHE/judgments.sqlite, "off", or a file path
     cache: str = "auto"
+    #: how objectives combine into the reward that ranks training replies: raw weighted "sum", or "lsc" =
+    #: Σ log σ(s_i − r_ref,i(x)) with r_ref the lsc_quantile of the prompt's sampled replies (Wang et al., 2024)
+    combine: Literal["sum", "lsc"] = "sum"
+    lsc_quantile: float = Field(0.85, gt=0, lt=1)
 
 
 class Pairs(Section):

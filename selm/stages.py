@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from selm import acquisition, tinyworld
+from selm import acquisition, rewards, tinyworld
 from selm.config import Recipe
 from selm.judging import JudgeUsage, judge
 from selm.judgment_cache import JudgmentCache
@@ -108,9 +108,13 @@ def judge_completions(
     recipe: Recipe,
     cache: JudgmentCache | None = None,
     usage: JudgeUsage | None = None,
+    combine: str = "sum",
 ) -> list[Judgment]:
+    """Judge each reply on every objective; ``reward`` is combined by ``combine`` (``judge.combine`` for ranking
+    training replies; evaluation keeps the raw weighted sum so every method is measured on the same scale)."""
     by_id = {p.id: p for p in prompts}
-    return judge(by_id, completions, tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID, cache, usage)
+    j = judge(by_id, completions, tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID, cache, usage)
+    return j if combine == "sum" else rewards.combine(j, combine, recipe.judge.weights, recipe.judge.lsc_quantile)
 
 
 @dataclass
@@ -237,10 +241,12 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
 
 
 def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:
-    """Mean and standard error of the combined reward and of each objective, named ``<prefix>_<name>[_se]``."""
+    """Mean and standard error of the combined reward, of each objective, and of ``good_all`` (the share of
+    replies good on every objective at once), named ``<prefix>_<name>[_se]``."""
     out = {}
     columns = {"reward": [j.reward for j in judgments]}
     columns.update({k: [j.scores[k] for j in judgments] for k in judgments[0].scores})
+    columns["good_all"] = [float(tinyworld.good_on_all(j.scores)) for j in judgments]
     for name, xs in columns.items():
         out[f"{prefix}_{name}"], out[f"{prefix}_{name}_se"] = mean_and_se(xs)
     return out
@@ -249,7 +255,7 @@ def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:
 def improvement(
     before: dict[str, float],
     after: dict[str, float],
-    names=("reward", "correctness", "conciseness", "safety"),
+    names=("reward", "correctness", "conciseness", "safety", "good_all"),
     prefix: str = "heldout",
 ) -> list[dict]:
     """Per objective: before, after, difference and z = Δ / √(se_before² + se_after²) (independent samples)."""

@@ -100,7 +100,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
 
     data = resumed["end"].task.data
     assert [r["round"] for r in data.rounds] == [0, 1, 2]
-    assert {r["objective"] for r in data.improvement} == {"reward", "correctness", "conciseness", "safety"}
+    assert {r["objective"] for r in data.improvement} == {"reward", "correctness", "conciseness", "safety", "good_all"}
     assert Path(data.policy, "model.safetensors").exists()
 
     # MLflow: one experiment run with two nested rounds, each with metrics, records and a registered policy
@@ -133,9 +133,9 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert "data:image/png;base64" in get_cards(second["train"].task)[0].get()
     assert "data:image/png;base64" in get_cards(resumed["end"].task)[0].get()
 
-    # a second run in the same folder is a new experiment; this one spends a label budget (APL)
+    # a second run in the same folder is a new experiment; this one spends a label budget (APL) and ranks by LSC
     apl = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1")
-    apl += " select.acquisition=hybrid select.label_budget=24 select.hybrid_factor=2"
+    apl += " select.acquisition=hybrid select.label_budget=24 select.hybrid_factor=2 judge.combine=lsc"
     flow("run", "--overrides", apl, cwd=tmp_path, log=log)
     again = Flow("SELMFlow").latest_run
     assert again.successful and again.id not in (killed.id, resumed.id)

@@ -1,0 +1,86 @@
+"""Compare recipe variants over several seeds, each a whole in-process experiment (no Metaflow / MLflow).
+
+    # APL: the same label budget per round, four acquisition functions
+    python benchmarks/sweep.py --reach random \\
+        --variant random="select.acquisition=random select.label_budget=128" \\
+        --variant certainty="select.acquisition=certainty select.label_budget=128" \\
+        --variant entropy="select.acquisition=entropy select.label_budget=128" \\
+        --variant hybrid="select.acquisition=hybrid select.label_budget=128"
+    # LSC: transformed-and-combined vs raw weighted-sum rewards for pair construction
+    python benchmarks/sweep.py --variant raw-sum="judge.combine=sum" --variant lsc="judge.combine=lsc"
+
+Prints held-out metrics per round (mean ± std over seeds) against labels spent; with ``--reach NAME``, how many
+labels each variant needs to reach NAME's final held-out reward; saves the curves as a PNG.
+"""
+
+import argparse
+import shlex
+import statistics
+import tempfile
+
+from selm import plots
+from selm.config import load_recipe
+from selm.local_experiment import run_experiment
+
+METRICS = ("heldout_reward", "heldout_correctness", "heldout_conciseness", "heldout_safety", "heldout_good_all")
+
+
+def labels_to_reach(rows: list[dict], target: float) -> float | None:
+    """Labels spent when the held-out reward first reaches ``target``, interpolating linearly between rounds."""
+    for prev, row in zip(rows, rows[1:]):
+        if row["heldout_reward"] >= target:
+            span = row["heldout_reward"] - prev["heldout_reward"]
+            frac = 1.0 if span <= 0 else (target - prev["heldout_reward"]) / span
+            return prev["labels_total"] + max(0.0, min(1.0, frac)) * (row["labels_total"] - prev["labels_total"])
+    return None
+
+
+def mean_std(xs) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variant", action="append", required=True, help='NAME="section.key=value ..."')
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--recipe", default=None)
+    ap.add_argument("--reach", help="variant whose final held-out reward the others must reach")
+    ap.add_argument("--out", default="sweep.png")
+    args = ap.parse_args()
+
+    results: dict[str, list[list[dict]]] = {}
+    for spec in args.variant:
+        name, _, overrides = spec.partition("=")
+        for seed in args.seeds:
+            recipe = load_recipe(args.recipe, [*shlex.split(overrides), f"experiment.seed={seed}", "judge.cache=off"])
+            print(f"== {name}, seed {seed}", flush=True)
+            results.setdefault(name, []).append(run_experiment(recipe, tempfile.mkdtemp(), log=lambda *_: None))
+
+    series = {}
+    for name, runs in results.items():
+        print(f"\n{name} (mean ± std over seeds {args.seeds})")
+        rows = []
+        for r in range(len(runs[0])):
+            row = {"round": r, "labels": statistics.fmean(run[r]["labels_total"] for run in runs)}
+            for m in METRICS:
+                row[m], row[f"{m}_se"] = mean_std([run[r][m] for run in runs])
+            rows.append(row)
+            print(
+                f"  round {r} labels {row['labels']:>6.0f}: "
+                + "  ".join(f"{m.removeprefix('heldout_')} {row[m]:.4f}±{row[f'{m}_se']:.4f}" for m in METRICS)
+            )
+        series[name] = rows
+    if args.reach:
+        target = statistics.fmean(run[-1]["heldout_reward"] for run in results[args.reach])
+        print(f"\nlabels needed to reach {args.reach}'s final held-out reward {target:.4f}:")
+        for name, runs in results.items():
+            reached = [n for n in (labels_to_reach(run, target) for run in runs) if n is not None]
+            text = "{:.0f} ± {:.0f}".format(*mean_std(reached)) if reached else "not reached"
+            print(f"  {name:>12}: {text}  (reached in {len(reached)}/{len(runs)} seeds)")
+    fig = plots.metric_curves(series, METRICS, "held-out metrics (± std over seeds)", x="labels")
+    fig.savefig(args.out, dpi=100)
+    print(f"\nsaved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
