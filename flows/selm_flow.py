@@ -46,6 +46,7 @@ class SELMFlow(FlowSpec):
         self.rounds = [{"round": 0, **metrics}]
         self.round = 1
         self.reference = self.policy  # round 1's policy is its own reference
+        self.round_runs = []
         current.card.append(
             cards.markdown(
                 f"# Experiment `{self.experiment_id}`\nrecipe `{self.recipe}` · "
@@ -80,7 +81,7 @@ class SELMFlow(FlowSpec):
         data = child["end"].task.data
         self.reference, self.policy = self.policy, data.policy_out  # next round's policy and its own reference
         self.rounds = self.rounds + [data.metrics]
-        self.round_runs = getattr(self, "round_runs", []) + [child.pathspec]
+        self.round_runs = self.round_runs + [child.pathspec]
         tracking.log_metrics(self.mlflow_run, data.metrics, step=self.round)
         current.card.append(cards.markdown(f"# Round {self.round} — `{child.pathspec}`"))
         current.card.append(
@@ -110,13 +111,8 @@ class SELMFlow(FlowSpec):
             )
         )
         current.card.append(cards.figure(fig))
-        current.card.append(
-            cards.markdown(
-                "## Round 3 vs initial policy (held-out, z = Δ / SE of Δ)".replace(
-                    "Round 3", f"Round {len(self.rounds) - 1}"
-                )
-            )
-        )
+        last = len(self.rounds) - 1
+        current.card.append(cards.markdown(f"## Round {last} vs the initial policy (held-out, z = Δ / SE of Δ)"))
         current.card.append(cards.table(self.improvement))
         current.card.append(cards.table([{k: v for k, v in r.items() if not k.endswith("_se")} for r in self.rounds]))
         print(f"experiment {self.experiment_id} done; MLflow run {self.mlflow_run}")

@@ -1,6 +1,6 @@
 """The stages of one round as plain functions: what each Metaflow step calls.
 
-sample → judge → select → train → evaluate. Each takes the resolved ``Recipe`` and records, returns records and
+sample → select → judge → train → evaluate. Each takes the resolved ``Recipe`` and records, returns records and
 metrics, and knows nothing about Metaflow or MLflow, so it is testable and scriptable on its own.
 """
 
