@@ -127,7 +127,7 @@ class RoundFlow(FlowSpec):
         with stages.timed(self.timings, "judge"):
             judged = [self.samples.completions[i] for i in self.selection.completion_indices]
             self.judgments = stages.judge_completions(
-                self.prompts, judged, self.config, stages.judgment_cache(self.config), usage, self.config.judge.combine
+                self.prompts, judged, self.config, stages.judgment_cache(self.config), usage, training=True
             )
             self.pairs = stages.make_pairs(self.samples, self.selection, self.judgments, self.config, self.round)
         self.judge_usage = usage.metrics()

@@ -15,3 +15,9 @@ def encode_prompt(tokenizer, text: str) -> list[int]:
 def encode_response(tokenizer, text: str) -> list[int]:
     """Ids of an assistant reply, closed by the end-of-turn (eos) token as the model must learn to emit it."""
     return tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def conversation_text(tokenizer, prompt: str, reply: str) -> str:
+    """The (user prompt, assistant reply) exchange rendered by the chat template, as a reward model reads it."""
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+    return tokenizer.apply_chat_template(messages, tokenize=False)

@@ -60,7 +60,11 @@ class Sampling(Section):
 
 
 class Judge(Section):
-    #: weight of each objective in the combined reward used to rank replies (raw weighted sum).
+    #: who ranks the training replies: the world's rule judges, or a sequence-classification reward model
+    backend: Literal["rules", "reward_model"] = "rules"
+    #: reward model folder or hub id; "tiny" builds (once, cached) a reward model trained on the tiny world
+    reward_model: str = "tiny"
+    #: weight of each rule objective in the combined reward (raw weighted sum); a reward model is one objective
     weights: dict[Literal["correctness", "conciseness", "safety"], float] = {
         "correctness": 1.0,
         "conciseness": 0.5,

@@ -1,7 +1,7 @@
 """The judge stage: score every reply on each objective and combine the objectives into one reward.
 
-A *score function* maps (prompt, reply text) to {objective: score}. The tiny world's rule judges are one; reward
-models and LLM judges plug in behind the same signature.
+A *score function* maps a batch of (prompt, reply text) to one {objective: score} per item. The tiny world's rule
+judges and Hugging Face reward models are score functions; LLM judges plug in behind the same signature.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from selm.judgment_cache import JudgmentCache
 from selm.progress import progress
 from selm.records import Completion, Judgment, Prompt
 
-ScoreFn = Callable[[Prompt, str], dict[str, float]]
+ScoreFn = Callable[[Sequence[Prompt], Sequence[str]], list[dict[str, float]]]
 
 
 def weighted_sum(scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
@@ -51,24 +51,34 @@ def judge(
     judge_id: str,
     cache: JudgmentCache | None = None,
     usage: JudgeUsage | None = None,
+    batch_size: int = 64,
 ) -> list[Judgment]:
-    """One ``Judgment`` per completion, in the same order.
+    """One ``Judgment`` per completion, in the same order; ``score`` sees batches of ``batch_size`` replies.
 
     With a ``cache``, a reply already judged by ``judge_id`` for the same prompt is not judged again, and every
     new judgment is stored as soon as it is made. ``usage`` (if given) counts paid calls and cache hits.
     """
     usage = usage if usage is not None else JudgeUsage()
+    scores: list[dict | None] = [
+        cache.get(judge_id, prompts[c.prompt_id].text, [c.text]) if cache is not None else None for c in completions
+    ]
+    todo = [i for i, s in enumerate(scores) if s is None]
+    usage.cache_hits += len(completions) - len(todo)
+    bar = progress(total=len(todo), desc=f"judge ({judge_id})", unit="reply")
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        batch_prompts = [prompts[completions[i].prompt_id] for i in batch]
+        for i, p, s in zip(
+            batch, batch_prompts, score(batch_prompts, [completions[i].text for i in batch]), strict=True
+        ):
+            scores[i] = s
+            if cache is not None:  # stored at once: a crash after a paid call loses nothing
+                cache.put(judge_id, p.text, [completions[i].text], s)
+        usage.calls += len(batch)
+        bar.update(len(batch))
+    bar.close()
     out = []
-    for i, c in enumerate(progress(completions, desc="judge", unit="reply")):
-        prompt = prompts[c.prompt_id]
-        s = cache.get(judge_id, prompt.text, [c.text]) if cache is not None else None
-        if s is None:
-            s = score(prompt, c.text)
-            usage.calls += 1
-            if cache is not None:
-                cache.put(judge_id, prompt.text, [c.text], s)
-        else:
-            usage.cache_hits += 1
+    for i, (c, s) in enumerate(zip(completions, scores)):
         missing = set(weights) - set(s)
         if missing:
             raise KeyError(f"judge {judge_id!r} returned no score for objectives {sorted(missing)}")

@@ -30,7 +30,7 @@ def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]
         usage = JudgeUsage()
         with stages.timed(timing, "judge"):
             judged = [samples.completions[i] for i in selection.completion_indices]
-            judgments = stages.judge_completions(prompts, judged, recipe, cache, usage, recipe.judge.combine)
+            judgments = stages.judge_completions(prompts, judged, recipe, cache, usage, training=True)
             pairs = stages.make_pairs(samples, selection, judgments, recipe, k)
         with stages.timed(timing, "train"):
             history = stages.train(policy, pairs, recipe, k, out_dir / f"round-{k}")

@@ -6,6 +6,7 @@ metrics, and knows nothing about Metaflow or MLflow, so it is testable and scrip
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -108,13 +109,40 @@ def judge_completions(
     recipe: Recipe,
     cache: JudgmentCache | None = None,
     usage: JudgeUsage | None = None,
-    combine: str = "sum",
+    training: bool = False,
 ) -> list[Judgment]:
-    """Judge each reply on every objective; ``reward`` is combined by ``combine`` (``judge.combine`` for ranking
-    training replies; evaluation keeps the raw weighted sum so every method is measured on the same scale)."""
-    by_id = {p.id: p for p in prompts}
-    j = judge(by_id, completions, tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID, cache, usage)
-    return j if combine == "sum" else rewards.combine(j, combine, recipe.judge.weights, recipe.judge.lsc_quantile)
+    """Judge each reply; ``reward`` combines the objectives.
+
+    With ``training`` the recipe's judge (``judge.backend``) and combination (``judge.combine``) rank the replies
+    that become pairs. Otherwise (evaluation) the world's rule judges and the raw weighted sum measure them, so
+    every method and every judge is measured on the same scale.
+    """
+    backend, combine = (recipe.judge.backend, recipe.judge.combine) if training else ("rules", "sum")
+    score, weights, judge_id = _judge_backend(recipe, backend)
+    j = judge({p.id: p for p in prompts}, completions, score, weights, judge_id, cache, usage)
+    return j if combine == "sum" else rewards.combine(j, combine, weights, recipe.judge.lsc_quantile)
+
+
+def _judge_backend(recipe: Recipe, backend: str):
+    """(score function, objective weights, judge id) of a judge backend."""
+    if backend == "rules":
+        return tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID
+    from selm.reward_model import OBJECTIVE
+
+    rm = _reward_model(recipe.judge.reward_model)
+    return rm, {OBJECTIVE: 1.0}, rm.id
+
+
+@functools.cache
+def _reward_model(path: str):
+    """One loaded reward model per process (steps and sweeps call the judge many times)."""
+    from selm.reward_model import RewardModelJudge
+
+    if path == "tiny":
+        from selm.tinyworld.reward_model import tiny_reward_model_path
+
+        path = str(tiny_reward_model_path())
+    return RewardModelJudge(path)
 
 
 @dataclass
@@ -246,7 +274,8 @@ def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:
     out = {}
     columns = {"reward": [j.reward for j in judgments]}
     columns.update({k: [j.scores[k] for j in judgments] for k in judgments[0].scores})
-    columns["good_all"] = [float(tinyworld.good_on_all(j.scores)) for j in judgments]
+    if set(tinyworld.OBJECTIVES) <= set(judgments[0].scores):  # rule judgments (a reward model has one score)
+        columns["good_all"] = [float(tinyworld.good_on_all(j.scores)) for j in judgments]
     for name, xs in columns.items():
         out[f"{prefix}_{name}"], out[f"{prefix}_{name}_se"] = mean_and_se(xs)
     return out

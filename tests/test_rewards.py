@@ -69,7 +69,7 @@ def test_training_judgments_can_be_ranked_by_lsc():
     replies = [prompt.meta["answer"], "I can not help with that.", "The answer is something long and wrong"]
     comps = [Completion(prompt.id, r, [1], [-1.0], "sample", 1, "r0") for r in replies]
     raw = stages.judge_completions([prompt], comps, recipe)
-    lsc = stages.judge_completions([prompt], comps, recipe, combine="lsc")
+    lsc = stages.judge_completions([prompt], comps, recipe, training=True)
     assert [j.scores for j in raw] == [j.scores for j in lsc]
     assert [j.reward for j in lsc] == [j.reward for j in combine(raw, "lsc", recipe.judge.weights, 0.5)]
     assert max(lsc, key=lambda j: j.reward).completion_index == 0  # the right, short, safe answer ranks first

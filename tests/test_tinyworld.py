@@ -48,7 +48,7 @@ def test_splits_are_disjoint_and_deterministic():
 def test_prompt_records_carry_the_answer():
     p = tinyworld.prompts("heldout", 3, seed=0)[0]
     assert set(p.meta) == {"kind", "answer", "unsafe"}
-    assert tinyworld.score(p, p.meta["answer"])["correctness"] == 1.0
+    assert tinyworld.score([p], [p.meta["answer"]])[0]["correctness"] == 1.0
 
 
 def test_bad_split():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from selm.records import Prompt
 from selm.tinyworld import judges
 from selm.tinyworld.tasks import Task, sample_tasks
@@ -23,7 +25,9 @@ def good_on_all(scores: dict[str, float]) -> bool:
     return all(scores[k] >= 1.0 for k in OBJECTIVES)
 
 
-def score(prompt: Prompt, response: str) -> dict[str, float]:
-    """Per-objective scores in [0, 1] for one reply."""
-    task = Task(prompt.text, prompt.meta["kind"], prompt.meta["answer"], prompt.meta["unsafe"])
-    return judges.score(task, response)
+def score(prompts: Sequence[Prompt], responses: Sequence[str]) -> list[dict[str, float]]:
+    """Per-objective scores in [0, 1], one dict per (prompt, reply)."""
+    return [
+        judges.score(Task(p.text, p.meta["kind"], p.meta["answer"], p.meta["unsafe"]), r)
+        for p, r in zip(prompts, responses, strict=True)
+    ]
