@@ -61,9 +61,12 @@ class Sampling(Section):
 
 class Judge(Section):
     #: who ranks the training replies: the world's rule judges, or a sequence-classification reward model
-    backend: Literal["rules", "reward_model"] = "rules"
+    backend: Literal["rules", "reward_model", "embedding"] = "rules"
     #: reward model folder or hub id; "tiny" builds (once, cached) a reward model trained on the tiny world
     reward_model: str = "tiny"
+    #: sentence-embedding model for the reference-similarity judge, and the prompt meta key of the reference
+    embedding_model: str = "all-MiniLM-L6-v2"
+    reference_key: str = "answer"
     #: weight of each rule objective in the combined reward (raw weighted sum); a reward model is one objective
     weights: dict[Literal["correctness", "conciseness", "safety"], float] = {
         "correctness": 1.0,

@@ -127,10 +127,22 @@ def _judge_backend(recipe: Recipe, backend: str):
     """(score function, objective weights, judge id) of a judge backend."""
     if backend == "rules":
         return tinyworld.score, recipe.judge.weights, tinyworld.JUDGE_ID
-    from selm.reward_model import OBJECTIVE
+    if backend == "embedding":
+        from selm.embedding_judge import OBJECTIVE
 
-    rm = _reward_model(recipe.judge.reward_model)
-    return rm, {OBJECTIVE: 1.0}, rm.id
+        judge_fn = _embedding_judge(recipe.judge.embedding_model, recipe.judge.reference_key)
+    else:
+        from selm.reward_model import OBJECTIVE
+
+        judge_fn = _reward_model(recipe.judge.reward_model)
+    return judge_fn, {OBJECTIVE: 1.0}, judge_fn.id
+
+
+@functools.cache
+def _embedding_judge(model: str, reference_key: str):
+    from selm.embedding_judge import EmbeddingJudge
+
+    return EmbeddingJudge(model, reference_key)
 
 
 @functools.cache
@@ -271,6 +283,8 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
 def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:
     """Mean and standard error of the combined reward, of each objective, and of ``good_all`` (the share of
     replies good on every objective at once), named ``<prefix>_<name>[_se]``."""
+    if not judgments:
+        return {}
     out = {}
     columns = {"reward": [j.reward for j in judgments]}
     columns.update({k: [j.scores[k] for j in judgments] for k in judgments[0].scores})
