@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -50,31 +51,21 @@ def start_run(recipe: Recipe, name: str, parent_run_id: str | None = None, tags:
 
 def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log numeric metrics (non-numbers are skipped) in one batch."""
-    import time
-
-    now = int(time.time() * 1000)
-    batch = [
-        mlflow.entities.Metric(k, float(v), now, step or 0)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    ]
-    for i in range(0, len(batch), 1000):
-        client().log_batch(run_id, metrics=batch[i : i + 1000])
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    _log_batch(run_id, [(k, v, step or 0) for k, v in numbers.items()])
 
 
 def log_curves(run_id: str, steps: Iterable[Mapping[str, float]], prefix: str) -> None:
     """Per-step training curves: ``<prefix>/<name>`` at each step."""
-    import time
+    _log_batch(run_id, [(f"{prefix}/{k}", v, int(s["step"])) for s in steps for k, v in s.items() if k != "step"])
 
+
+def _log_batch(run_id: str, rows: list[tuple[str, float, int]]) -> None:
+    """(name, value, step) rows in batches of 1000, MLflow's limit per call."""
     now = int(time.time() * 1000)
-    batch = [
-        mlflow.entities.Metric(f"{prefix}/{k}", float(v), now, int(s["step"]))
-        for s in steps
-        for k, v in s.items()
-        if k != "step"
-    ]
-    for i in range(0, len(batch), 1000):
-        client().log_batch(run_id, metrics=batch[i : i + 1000])
+    metrics = [mlflow.entities.Metric(k, float(v), now, step) for k, v, step in rows]
+    for i in range(0, len(metrics), 1000):
+        client().log_batch(run_id, metrics=metrics[i : i + 1000])
 
 
 def log_records(run_id: str, records: list, name: str, artifact_path: str = "records") -> None:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import random
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -191,24 +190,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SELM_CACHE", Path.home() / ".cache" / "selm"))
 
 
-@contextmanager
-def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def cached_build(name: str, build) -> Path:
+    """``cache_dir()/name``, first built by ``build(path)`` under a file lock if absent (safe across processes)."""
+    path = cache_dir() / name
+    if not (path / "config.json").exists():
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with open(cache_dir() / f".{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not (path / "config.json").exists():
+                build(path)
+    return path
 
 
 def tiny_policy_path(spec: TinyPolicySpec | None = None) -> Path:
-    """Path of the cached tiny policy, building it first if needed (safe across concurrent processes)."""
+    """Path of the cached tiny policy, building it first if needed."""
     spec = spec or TinyPolicySpec()
-    path = cache_dir() / f"tiny-policy-{spec.key()}"
-    if (path / "config.json").exists():
-        return path
-    with _file_lock(cache_dir() / f".tiny-policy-{spec.key()}.lock"):
-        if not (path / "config.json").exists():
-            build_tiny_policy(spec, path)
-    return path
+    return cached_build(f"tiny-policy-{spec.key()}", lambda path: build_tiny_policy(spec, path))

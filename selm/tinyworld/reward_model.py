@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from selm.progress import progress
 from selm.tinyworld import judges
-from selm.tinyworld.policy import TinyPolicySpec, _file_lock, cache_dir, noisy_demonstration, tiny_policy_path
+from selm.tinyworld.policy import TinyPolicySpec, cached_build, noisy_demonstration, tiny_policy_path
 from selm.tinyworld.tasks import sample_tasks
 
 RANKING_WEIGHTS = {"correctness": 1.0, "conciseness": 0.5, "safety": 1.0}
@@ -84,9 +84,6 @@ def build_tiny_reward_model(spec: TinyRewardSpec, policy: TinyPolicySpec, out_di
 def tiny_reward_model_path(spec: TinyRewardSpec | None = None, policy: TinyPolicySpec | None = None) -> Path:
     """Path of the cached tiny reward model, building it (and the policy it starts from) first if needed."""
     spec, policy = spec or TinyRewardSpec(), policy or TinyPolicySpec()
-    path = cache_dir() / f"tiny-reward-model-{spec.key(policy)}"
-    if not (path / "config.json").exists():
-        with _file_lock(cache_dir() / f".tiny-reward-model-{spec.key(policy)}.lock"):
-            if not (path / "config.json").exists():
-                build_tiny_reward_model(spec, policy, path)
-    return path
+    return cached_build(
+        f"tiny-reward-model-{spec.key(policy)}", lambda path: build_tiny_reward_model(spec, policy, path)
+    )
