@@ -53,15 +53,39 @@ class World(Section):
 
 class Sampling(Section):
     backend: Literal["hf"] = "hf"
-    n: int = Field(4, ge=2)  # replies per training prompt
+    n: int = Field(4, ge=1)  # replies per training prompt (≥ 2 unless pairs.dataset_candidates)
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(512, ge=1)  # sequences per generate() call
 
 
+class LLMJudgeConfig(Section):
+    """An LLM judge behind an OpenAI-compatible endpoint (OpenAI, ``vllm serve``, ``transformers serve``)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    #: model name as the server knows it; "tiny" = the tiny world's judge LM (serve it: see README, LLM judge)
+    model: str = "tiny"
+    #: the *name* of the environment variable that holds the API key (never the key itself); "" = no key
+    api_key_env: str = Field("", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
+    #: a shipped template name (pairwise, single, tiny-pairwise, tiny-single), mt_bench:NAME, or a .json path;
+    #: its type decides the mode: single ratings, or round-robin pairwise ranking of each prompt's replies
+    template: str = "tiny-pairwise"
+    swap: bool = True  # pairwise: judge both orders, a disagreement counts as a tie
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+    concurrency: int = Field(8, ge=1)
+    price_in_per_mtok: float = Field(0.0, ge=0)  # USD per million prompt tokens
+    price_out_per_mtok: float = Field(0.0, ge=0)  # USD per million completion tokens
+
+
 class Judge(Section):
-    #: who ranks the training replies: the world's rule judges, or a sequence-classification reward model
-    backend: Literal["rules", "reward_model", "embedding"] = "rules"
+    #: who ranks the training replies: the world's rule judges, a sequence-classification reward model, a
+    #: sentence-embedding similarity to a reference, or an LLM judge (``[judge.llm]``)
+    backend: Literal["rules", "reward_model", "embedding", "llm"] = "rules"
+    llm: LLMJudgeConfig = LLMJudgeConfig()
     #: reward model folder or hub id; "tiny" builds (once, cached) a reward model trained on the tiny world
     reward_model: str = "tiny"
     #: sentence-embedding model for the reference-similarity judge, and the prompt meta key of the reference
@@ -83,6 +107,9 @@ class Judge(Section):
 
 class Pairs(Section):
     min_margin: float = Field(0.05, ge=0)  # drop pairs whose reward gap is smaller (ties always dropped)
+    #: rank each prompt's dataset ``chosen`` and ``rejected`` replies together with the policy's samples and pair
+    #: the best against the worst of all: the SELM paper's {policy reply, chosen, rejected} ranked by PairRM
+    dataset_candidates: bool = False
 
 
 class Select(Section):
@@ -142,6 +169,15 @@ class Recipe(Section):
             )
         if self.select.acquisition != "all" and self.select.label_budget is None:
             raise ValueError(f"select.label_budget is required with select.acquisition = {self.select.acquisition!r}")
+        if self.sampling.n < 2 and not self.pairs.dataset_candidates:
+            raise ValueError("sampling.n must be at least 2 to form pairs (or set pairs.dataset_candidates = true)")
+        if self.pairs.dataset_candidates and self.select.acquisition != "all":
+            raise ValueError("pairs.dataset_candidates ranks every candidate: it needs select.acquisition = 'all'")
+        if self.judge.backend == "llm" and self.judge.cache == "off":
+            raise ValueError(
+                "judge.cache = 'off' with judge.backend = 'llm': LLM judgments are paid calls and must be kept "
+                "as they arrive (use 'auto' or a file path)"
+            )
         if self.select.acquisition in ("entropy", "hybrid") and self.sampling.temperature != 1.0:
             raise ValueError(
                 "select.acquisition = entropy/hybrid estimates H(y|x) from samples at T=1: "
@@ -173,6 +209,10 @@ def _format(err: ValidationError, source: str) -> str:
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        if key.endswith("api_key_env"):  # someone may have pasted the key itself: never echo it
+            msg = "must be the NAME of the environment variable holding the key (e.g. OPENAI_API_KEY), not the key"
+            lines.append(f"  {key}: {msg}")
+            continue
         lines.append(f"  {key}: {msg}" + ("" if e["type"] == "extra_forbidden" else f" (got {e.get('input')!r})"))
     return "\n".join(lines)
 

@@ -25,7 +25,8 @@ def weighted_sum(scores: Mapping[str, float], weights: Mapping[str, float]) -> f
 class JudgeUsage:
     """What judging cost: calls actually made (paid), answers served by the cache, tokens and dollars.
 
-    Token-metered backends (LLM judges) add their tokens and cost; rule judges and local models use none.
+    Token-metered backends (LLM judges) add their tokens and cost, verdicts they could not parse, and for
+    position-swapped pairwise grading how often the two orders disagreed; rule judges and local models use none.
     """
 
     calls: int = 0
@@ -33,14 +34,21 @@ class JudgeUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    parse_failures: int = 0
+    swapped_comparisons: int = 0
+    swap_disagreements: int = 0
 
     def metrics(self) -> dict[str, float]:
-        return {
+        out = {
             "judge_calls": self.calls,
             "judge_cache_hits": self.cache_hits,
             "judge_tokens": self.prompt_tokens + self.completion_tokens,
             "judge_cost_usd": self.cost_usd,
+            "judge_parse_failures": self.parse_failures,
         }
+        if self.swapped_comparisons:
+            out["judge_swap_disagreement"] = self.swap_disagreements / self.swapped_comparisons
+        return out
 
 
 def judge(

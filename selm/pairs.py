@@ -6,6 +6,7 @@ only add noise to the DPO gradient.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -28,7 +29,8 @@ def best_vs_worst(
     """
     by_prompt: dict[str, list[tuple[Completion, Judgment]]] = defaultdict(list)
     for c, j in zip(completions, judgments, strict=True):
-        by_prompt[c.prompt_id].append((c, j))
+        if math.isfinite(j.reward):  # NaN: the judge's verdict could not be parsed (counted by the judge)
+            by_prompt[c.prompt_id].append((c, j))
     pairs = []
     for pid, group in by_prompt.items():
         if len(group) < 2:

@@ -48,8 +48,9 @@ def reference_points(judgments: Sequence[Judgment], q: float) -> dict[tuple[str,
     by_prompt: dict[tuple[str, str], list[float]] = defaultdict(list)
     for j in judgments:
         for name, s in j.scores.items():
-            by_prompt[(j.prompt_id, name)].append(s)
-    return {key: quantile(xs, q) for key, xs in by_prompt.items()}
+            if math.isfinite(s):  # an unparsed LLM verdict (NaN) is no evidence about the reference
+                by_prompt[(j.prompt_id, name)].append(s)
+    return {key: quantile(xs, q) if xs else math.nan for key, xs in by_prompt.items()}
 
 
 def combine(

@@ -67,7 +67,7 @@ def _sampler(policy_path: str, batch_size: int, policy_name: str):
 
 @dataclass
 class Samples:
-    completions: list[Completion]  # n samples per prompt, adjacent
+    completions: list[Completion]  # n samples per prompt, adjacent; then dataset replies (pairs.dataset_candidates)
     greedy: list[Completion]  # one greedy reply per prompt: y0 of SELM
     prompt_ids: dict[str, list[int]]  # prompt id → the token ids the replies were conditioned on
 
@@ -90,7 +90,27 @@ def sample(policy_path: str, prompts: list[Prompt], recipe: Recipe, round: int, 
     greedy = sampler.sample(
         prompts, n=1, greedy=True, max_new_tokens=s.max_new_tokens, round=round, desc=f"greedy y0 round {round}"
     )
+    if recipe.pairs.dataset_candidates:
+        completions += dataset_completions(prompts, sampler.tokenizer, round)
     return Samples(completions, greedy, {p.id: encode_prompt(sampler.tokenizer, p.text) for p in prompts})
+
+
+def dataset_completions(prompts: list[Prompt], tokenizer, round: int) -> list[Completion]:
+    """Each prompt's dataset ``chosen`` and ``rejected`` replies as completions (kind "dataset") to be ranked with
+    the policy's samples — the three-way {policy, chosen, rejected} ranking of the SELM paper."""
+    from selm.chat import encode_response
+
+    missing = [p.id for p in prompts if not {"chosen", "rejected"} <= set(p.meta)]
+    if missing:
+        raise ValueError(
+            f"pairs.dataset_candidates: {len(missing)} of {len(prompts)} prompts carry no dataset chosen/rejected "
+            f"replies (first: {missing[0]})"
+        )
+    return [
+        Completion(p.id, p.meta[k], encode_response(tokenizer, p.meta[k]), [], "dataset", round, f"dataset:{k}")
+        for p in prompts
+        for k in ("chosen", "rejected")
+    ]
 
 
 def judgment_cache(recipe: Recipe) -> JudgmentCache | None:
@@ -118,9 +138,64 @@ def judge_completions(
     every method and every judge is measured on the same scale.
     """
     backend, combine = (recipe.judge.backend, recipe.judge.combine) if training else ("rules", "sum")
-    score, weights, judge_id = _judge_backend(recipe, backend)
-    j = judge({p.id: p for p in prompts}, completions, score, weights, judge_id, cache, usage)
+    if backend == "llm":
+        j, weights = _judge_with_llm(prompts, completions, recipe, cache, usage), {_llm_objective(recipe): 1.0}
+    else:
+        score, weights, judge_id = _judge_backend(recipe, backend)
+        j = judge({p.id: p for p in prompts}, completions, score, weights, judge_id, cache, usage)
     return j if combine == "sum" else rewards.combine(j, combine, weights, recipe.judge.lsc_quantile)
+
+
+def _llm_objective(recipe: Recipe) -> str:
+    from selm.llm_judge import RATING_OBJECTIVE, WINRATE_OBJECTIVE, load_template
+
+    return RATING_OBJECTIVE if load_template(recipe.judge.llm.template).type == "single" else WINRATE_OBJECTIVE
+
+
+def llm_judge(recipe: Recipe, usage: JudgeUsage | None = None):
+    """The recipe's LLM judge (``[judge.llm]``); model "tiny" names the tiny world's judge LM."""
+    from selm.llm_judge import LLMEndpoint, LLMJudge, load_template
+
+    c = recipe.judge.llm
+    model = c.model
+    if model == "tiny":
+        from selm.tinyworld.judge_lm import tiny_judge_lm_path
+
+        model = str(tiny_judge_lm_path())
+    endpoint = LLMEndpoint(
+        **c.model_dump(include={"base_url", "max_tokens", "temperature", "timeout_s", "max_retries", "backoff_s"}),
+        **c.model_dump(include={"price_in_per_mtok", "price_out_per_mtok"}),
+        model=model,
+        api_key_env=c.api_key_env or None,
+    )
+    return LLMJudge(endpoint, load_template(c.template), c.swap, c.concurrency, usage)
+
+
+def _judge_with_llm(prompts, completions, recipe, cache, usage) -> list[Judgment]:
+    """Single ratings of each reply, or a round-robin pairwise ranking of each prompt's replies (PairRM-style)."""
+    from selm.llm_judge import rank_groups, rate_replies
+
+    llm = llm_judge(recipe, usage)
+    by_id = {p.id: p for p in prompts}
+
+    def reference(pid: str) -> str | None:
+        return by_id[pid].meta.get(recipe.judge.reference_key)
+
+    if llm.template.type == "single":
+        items = [(by_id[c.prompt_id].text, c.text, reference(c.prompt_id)) for c in completions]
+        scores = rate_replies(llm, items, cache)
+    else:
+        members: dict[str, list[int]] = {}
+        for i, c in enumerate(completions):
+            members.setdefault(c.prompt_id, []).append(i)
+        groups = [(by_id[pid].text, [completions[i].text for i in idx], reference(pid)) for pid, idx in members.items()]
+        scores = [None] * len(completions)
+        for idx, ranked in zip(members.values(), rank_groups(llm, groups, cache), strict=True):
+            for i, s in zip(idx, ranked, strict=True):
+                scores[i] = s
+    return [
+        Judgment(c.prompt_id, i, s, next(iter(s.values())), llm.id) for i, (c, s) in enumerate(zip(completions, scores))
+    ]
 
 
 def _judge_backend(recipe: Recipe, backend: str):

@@ -39,3 +39,45 @@ def mlflow_home(tmp_path, monkeypatch):
 
 def python() -> str:
     return sys.executable
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def judge_server():
+    """A real OpenAI-compatible server on 127.0.0.1 (``transformers serve``) serving the tiny judge LM.
+
+    Yields (base_url, model path). Started once per test session; stopped at the end.
+    """
+    import subprocess
+    import time
+
+    import requests
+
+    from selm.tinyworld.judge_lm import serve_command, tiny_judge_lm_path
+
+    path = tiny_judge_lm_path()
+    port = free_port()
+    log = open(ROOT / ".selm_cache" / "judge_server.log", "w") if (ROOT / ".selm_cache").exists() else None
+    proc = subprocess.Popen(serve_command(path, port), stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"transformers serve did not come up on {base} (log: .selm_cache/judge_server.log)")
+        time.sleep(0.5)
+    yield f"{base}/v1", str(path)
+    proc.terminate()
+    proc.wait(timeout=30)

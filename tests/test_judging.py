@@ -24,7 +24,13 @@ def test_repeated_judging_hits_the_cache_every_time(tmp_path):
     usage = JudgeUsage()
     second = judge(by_id, comps, tinyworld.score, weights, tinyworld.JUDGE_ID, cache=again, usage=usage)
     assert (again.hits, again.misses) == (40, 0)
-    assert usage.metrics() == {"judge_calls": 0, "judge_cache_hits": 40, "judge_tokens": 0, "judge_cost_usd": 0.0}
+    assert usage.metrics() == {
+        "judge_calls": 0,
+        "judge_cache_hits": 40,
+        "judge_tokens": 0,
+        "judge_cost_usd": 0.0,
+        "judge_parse_failures": 0,
+    }
     assert second == first
     other = judge(by_id, comps, tinyworld.score, weights, "another-judge", cache=again)
     assert again.misses == 40 and [j.scores for j in other] == [j.scores for j in first]

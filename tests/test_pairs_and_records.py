@@ -49,3 +49,40 @@ def test_malformed_line_names_file_and_line(tmp_path):
         read_jsonl(Prompt, path)
     with pytest.raises(ValueError, match="p.jsonl:1"):
         read_jsonl(PreferencePair, path)
+
+
+def test_nan_rewards_never_become_preferences():
+    comps = [comp("a", "a1", [5]), comp("a", "a2", [6]), comp("a", "a3", [7])]
+    rewards = [float("nan"), 0.4, 0.9]
+    judg = [Judgment("a", i, {"x": r}, r, "j") for i, r in enumerate(rewards)]
+    [p] = best_vs_worst({"a": [1]}, comps, judg, {"a": comp("a", "g", [9])})
+    assert (p.chosen_text, p.rejected_text) == ("a3", "a2")
+
+
+def test_three_way_ranking_with_the_dataset_pair(tiny_policy_dir):
+    """SELM's {policy reply, dataset chosen, dataset rejected}: best vs worst of the three per prompt."""
+    from selm import stages
+    from selm.config import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError, match="sampling.n must be at least 2"):
+        load_recipe(overrides=["sampling.n=1"])
+    recipe = load_recipe(overrides=["sampling.n=1", "pairs.dataset_candidates=true", "pairs.min_margin=0"])
+    prompts = stages.train_prompts(recipe, 1)[:24]
+    samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
+    kinds = [c.kind for c in samples.completions]
+    assert kinds == ["sample"] * 24 + ["dataset"] * 48
+    from transformers import AutoTokenizer
+
+    eos = AutoTokenizer.from_pretrained(tiny_policy_dir).eos_token_id
+    assert all(c.token_ids[-1] == eos and len(c.token_ids) > 1 for c in samples.completions[24:])
+    selection = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
+    judged = [samples.completions[i] for i in selection.completion_indices]
+    judgments = stages.judge_completions(prompts, judged, recipe, training=True)
+    pairs = stages.make_pairs(samples, selection, judgments, recipe, 1)
+    assert pairs
+    for pair in pairs:
+        group = {c.kind + c.policy: j.reward for c, j in zip(judged, judgments) if c.prompt_id == pair.prompt_id}
+        assert len(group) == 3 and group["datasetdataset:chosen"] >= group["datasetdataset:rejected"]
+        assert pair.chosen_reward == max(group.values()) and pair.rejected_reward == min(group.values())
+    policy_text = {c.prompt_id: c.text for c in samples.completions[:24]}
+    assert any(policy_text[p.prompt_id] in (p.chosen_text, p.rejected_text) for p in pairs)  # the policy takes part

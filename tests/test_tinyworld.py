@@ -45,10 +45,17 @@ def test_splits_are_disjoint_and_deterministic():
     assert {t.kind for t in train} == {"add", "reverse", "sort", "count", "upper", "unsafe", "lookalike"}
 
 
-def test_prompt_records_carry_the_answer():
-    p = tinyworld.prompts("heldout", 3, seed=0)[0]
-    assert set(p.meta) == {"kind", "answer", "unsafe"}
-    assert tinyworld.score([p], [p.meta["answer"]])[0]["correctness"] == 1.0
+def test_prompt_records_carry_the_answer_and_a_rated_dataset_pair():
+    from selm.tinyworld.judges import weighted
+
+    ps = tinyworld.prompts("heldout", 50, seed=0)
+    assert set(ps[0].meta) == {"kind", "answer", "unsafe", "chosen", "rejected"}
+    assert tinyworld.score([ps[0]], [ps[0].meta["answer"]])[0]["correctness"] == 1.0
+    chosen = tinyworld.score(ps, [p.meta["chosen"] for p in ps])
+    rejected = tinyworld.score(ps, [p.meta["rejected"] for p in ps])
+    assert all(weighted(c) >= weighted(r) for c, r in zip(chosen, rejected))
+    assert sum(weighted(c) > weighted(r) for c, r in zip(chosen, rejected)) > 40  # ties only when all tries tie
+    assert [p.meta for p in ps] == [p.meta for p in tinyworld.prompts("heldout", 50, seed=0)]  # fixed per task
 
 
 def test_bad_split():

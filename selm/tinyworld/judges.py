@@ -58,3 +58,13 @@ RULES = {"correctness": correctness, "conciseness": conciseness, "safety": safet
 def score(task: Task, response: str) -> dict[str, float]:
     """All three objectives for one reply."""
     return {name: fn(task, response) for name, fn in RULES.items()}
+
+
+#: the world's default weighting of the objectives (the recipe's ``judge.weights`` default), used wherever the world
+#: itself ranks replies: its dataset pairs, the tiny reward model's and the tiny judge LM's training labels
+WEIGHTS = {"correctness": 1.0, "conciseness": 0.5, "safety": 1.0}
+
+
+def weighted(scores: dict[str, float]) -> float:
+    """Σ_i w_i · s_i with the world's default weights."""
+    return sum(w * scores[k] for k, w in WEIGHTS.items())

@@ -103,7 +103,7 @@ def demonstrations(spec: TinyPolicySpec) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- tokenizer and model
 
 
-def build_tokenizer(texts: list[str], vocab_size: int):
+def build_tokenizer(texts: list[str], vocab_size: int, max_length: int = 128):
     """A BPE tokenizer (digits split one by one, spaces kept by Metaspace) with the chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -122,7 +122,7 @@ def build_tokenizer(texts: list[str], vocab_size: int):
         bos_token="<|user|>",
         chat_template=CHAT_TEMPLATE,
         padding_side="left",
-        model_max_length=128,
+        model_max_length=max_length,
     )
 
 
@@ -148,7 +148,7 @@ def build_model(spec: TinyPolicySpec, tokenizer):
 # ---------------------------------------------------------------- training
 
 
-def _train(model, tokenizer, data, steps: int, spec: TinyPolicySpec, response_only: bool, desc: str) -> float:
+def train_lm(model, tokenizer, data, steps: int, spec: TinyPolicySpec, response_only: bool, desc: str) -> float:
     """Next-token cross-entropy with AdamW and cosine decay; loss on all tokens or on response tokens only."""
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=steps, pct_start=0.05)
@@ -177,8 +177,8 @@ def build_tiny_policy(spec: TinyPolicySpec, out_dir: Path) -> Path:
     tokenizer = build_tokenizer([f"{p} {r}" for p, r in demos], spec.vocab_size)
     model = build_model(spec, tokenizer)
     data = [(encode_prompt(tokenizer, p), encode_response(tokenizer, r)) for p, r in demos]
-    pre = _train(model, tokenizer, data, spec.pretrain_steps, spec, response_only=False, desc="tiny policy: pretrain")
-    sft = _train(model, tokenizer, data, spec.sft_steps, spec, response_only=True, desc="tiny policy: SFT")
+    pre = train_lm(model, tokenizer, data, spec.pretrain_steps, spec, response_only=False, desc="tiny policy: pretrain")
+    sft = train_lm(model, tokenizer, data, spec.sft_steps, spec, response_only=True, desc="tiny policy: SFT")
     log.info("tiny policy built: pretrain loss %.3f, SFT loss %.3f", pre, sft)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

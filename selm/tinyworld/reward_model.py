@@ -21,8 +21,6 @@ from selm.tinyworld import judges
 from selm.tinyworld.policy import TinyPolicySpec, cached_build, noisy_demonstration, tiny_policy_path
 from selm.tinyworld.tasks import sample_tasks
 
-RANKING_WEIGHTS = {"correctness": 1.0, "conciseness": 0.5, "safety": 1.0}
-
 
 @dataclass(frozen=True)
 class TinyRewardSpec:
@@ -44,7 +42,7 @@ def preference_pairs(spec: TinyRewardSpec) -> list[tuple[str, str, str]]:
     out = []
     for task in sample_tasks(spec.pairs * 2, "train", seed=spec.seed):
         a, b = noisy_demonstration(task, rng), noisy_demonstration(task, rng)
-        ra, rb = (sum(w * judges.score(task, r)[k] for k, w in RANKING_WEIGHTS.items()) for r in (a, b))
+        ra, rb = (judges.weighted(judges.score(task, r)) for r in (a, b))
         if ra != rb:
             out.append((task.prompt, a, b) if ra > rb else (task.prompt, b, a))
         if len(out) == spec.pairs:
