@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import combinations
@@ -324,28 +324,22 @@ class LLMJudge:
         is still delivered, and ``JudgeUnavailable`` says how many of the jobs were done."""
         from selm.progress import progress
 
-        bar = progress(total=len(jobs), desc=desc, unit="call")
-        done_count = 0
+        bar = progress(total=len(jobs), desc=desc, unit="judgment")
+        done_count, error = 0, None
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = {pool.submit(job): i for i, job in enumerate(jobs)}
-            pending = set(futures)
-            error = None
-            while pending and error is None:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for f in finished:
-                    if f.exception() is not None:
-                        error = error or f.exception()
-                        continue
-                    on_result(futures[f], f.result())
-                    done_count += 1
-                    bar.update(1)
-            if error is not None:
-                for f in pending:
-                    f.cancel()
-                for f in wait(pending).done:  # calls already running finish and are kept
-                    if not f.cancelled() and f.exception() is None:
-                        on_result(futures[f], f.result())
-                        done_count += 1
+            for f in as_completed(futures):
+                if f.cancelled():
+                    continue
+                if f.exception() is not None:
+                    if error is None:  # stop paying for new calls; those already running finish and are kept
+                        error = f.exception()
+                        for other in futures:
+                            other.cancel()
+                    continue
+                on_result(futures[f], f.result())
+                done_count += 1
+                bar.update(1)
         bar.close()
         if isinstance(error, JudgeUnavailable):
             raise JudgeUnavailable(f"{error} — {done_count} of {len(jobs)} judgments were made and kept") from error
@@ -383,7 +377,8 @@ def rank_replies(
     cache: JudgmentCache | None = None,
 ) -> list[dict[str, float]]:
     """Round-robin pairwise ranking of one prompt's replies (PairRM-style): each reply's score is its mean points
-    over all its comparisons (win 1, tie ½, loss 0); NaN when none of its comparisons could be parsed."""
+    over all its comparisons (win 1, tie ½, loss 0; identical replies tie without a call); NaN when none of its
+    comparisons could be parsed."""
     return rank_groups(judge, [(question, list(replies), reference)], cache)[0]
 
 
@@ -396,6 +391,9 @@ def rank_groups(
     todo = []
     for g, i, j in pairs:
         q, replies, _ = groups[g]
+        if replies[i] == replies[j]:  # identical replies tie: no call needed
+            points[g, i, j] = 0.5
+            continue
         hit = cache.get(judge.id, q, [replies[i], replies[j]]) if cache else None
         if hit is not None:
             points[g, i, j] = hit["points"]

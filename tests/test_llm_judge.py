@@ -239,6 +239,8 @@ def test_a_round_judged_by_the_llm_three_way(judge_server, tmp_path, tiny_policy
     )
     rows = run_experiment(recipe, tmp_path / "out")
     r = rows[1]
-    assert r["pairs"] > 0 and r["judge_calls"] == 24 * 3 * 2 and r["judge_parse_failures"] == 0
+    # 3 comparisons per prompt, each in both orders; a policy reply identical to a dataset reply ties for free
+    assert r["pairs"] > 0 and 0 < r["judge_calls"] <= 24 * 3 * 2 and r["judge_calls"] % 2 == 0
+    assert r["judge_parse_failures"] == 0
     assert r["judge_tokens"] > 0 and 0 <= r["judge_swap_disagreement"] <= 1
     assert (tmp_path / "out" / "round-1" / "model.safetensors").exists()
