@@ -193,12 +193,21 @@ class RoundFlow(FlowSpec):
             self.eval_metrics, completions, judgments = stages.evaluate(
                 self.policy_out, self.config, self.round, f"round-{self.round}"
             )
+        with stages.timed(self.timings, "benchmarks"):
+            bench_metrics, bench_records = stages.benchmarks(
+                self.policy_out, self.config, self.round, f"round-{self.round}"
+            )
+        self.eval_metrics |= bench_metrics
         tracking.log_records(self.mlflow_run, completions, "heldout_samples")
         tracking.log_records(self.mlflow_run, judgments, "heldout_judgments")
-        tracking.log_metrics(self.mlflow_run, {**self.eval_metrics, "time_evaluate_s": self.timings["time_evaluate_s"]})
+        for name, records in bench_records.items():  # answers and judgments of each benchmark
+            tracking.log_records(self.mlflow_run, records, name, "benchmarks")
+        times = {k: self.timings[k] for k in ("time_evaluate_s", "time_benchmarks_s")}
+        tracking.log_metrics(self.mlflow_run, {**self.eval_metrics, **times})
         current.card.append(cards.markdown(f"# Held-out evaluation ({len(judgments)} prompts)"))
         current.card.append(cards.metrics_table(self.eval_metrics))
         current.card.append(cards.figure(plots.reward_histograms(judgments, "reward per objective (held-out)")))
+        cards.benchmarks(current.card, bench_metrics, bench_records)
         self.next(self.end)
 
     @card(type="blank")

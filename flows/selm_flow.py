@@ -40,6 +40,10 @@ class SELMFlow(FlowSpec):
         )
         with stages.timed(self.timings, "evaluate"):
             metrics, _, _ = stages.evaluate(self.policy, self.config, 0, "sft")
+            bench_metrics, bench_records = stages.benchmarks(self.policy, self.config, 0, "sft")
+            metrics |= bench_metrics
+        for name, records in bench_records.items():
+            tracking.log_records(self.mlflow_run, records, f"{name}_round0", "benchmarks")
         tracking.log_metrics(
             self.mlflow_run, {**metrics, "time_initial_policy_s": self.timings["time_initial_policy_s"]}, step=0
         )
@@ -56,6 +60,7 @@ class SELMFlow(FlowSpec):
         current.card.append(cards.table([{"key": k, "value": v} for k, v in self.config.flat().items()]))
         current.card.append(cards.markdown("## Round 0 (initial policy), held-out"))
         current.card.append(cards.metrics_table(metrics))
+        cards.benchmarks(current.card, bench_metrics, bench_records)
         self.next(self.run_round)
 
     @card(type="blank", refresh_interval=5)

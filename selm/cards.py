@@ -47,3 +47,14 @@ def metrics_table(metrics: Mapping[str, float], keys: Sequence[str] | None = Non
         se = metrics.get(f"{k}_se")
         rows.append({"metric": k, "value": f"{v:.4f} ± {se:.4f}" if se is not None else _fmt(v)})
     return table(rows, ["metric", "value"])
+
+
+def benchmarks(card, metrics: Mapping[str, float], records: Mapping[str, Sequence[Mapping]]) -> None:
+    """Benchmark sections of an evaluate card: MT-Bench per-category bars, and a sample of each benchmark's
+    answers with their judgments."""
+    if "mt_bench" in records:
+        card.append(markdown("## MT-Bench"))
+        card.append(figure(plots.mt_bench_categories(metrics)))
+    for name, rows in records.items():
+        card.append(markdown(f"## {name}: first answers and judgments"))
+        card.append(table([{k: v for k, v in r.items() if k != "baseline"} for r in rows[:12]]))

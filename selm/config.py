@@ -138,9 +138,37 @@ class Train(Section):
         return self.learning_rate if isinstance(self.learning_rate, float) else self.learning_rate[round - 1]
 
 
+class BenchmarkJudge(Section):
+    """Who grades MT-Bench and AlpacaEval: an offline embedding "proxy" (metrics named *_proxy_*), or an LLM judge
+    with the official judge prompts (GPT-4 family for official numbers, or a ``vllm serve``d local judge)."""
+
+    backend: Literal["proxy", "llm"] = "proxy"
+    llm: LLMJudgeConfig = LLMJudgeConfig(model="gpt-4-0613", max_tokens=2048)
+    embedding_model: str = "all-MiniLM-L6-v2"
+
+
+class MTBench(Section):
+    enabled: bool = False
+    per_category: int | None = Field(None, ge=1)  # first N questions of each of the 8 categories; None = all 80
+    max_new_tokens: int = Field(1024, ge=1)
+    questions: str = ""  # path override of question.jsonl ("" = $SELM_DATA_DIR, else the official source)
+    references: str = ""  # path override of the GPT-4 reference answers
+
+
+class AlpacaEval(Section):
+    enabled: bool = False
+    limit: int | None = Field(None, ge=2)  # first N of the 805 instructions; None = all
+    max_new_tokens: int = Field(2048, ge=1)
+    baseline_outputs: str = ""  # path override of the gpt4_1106_preview model_outputs.json
+    judge_prompt: str = ""  # path override of the alpaca_eval_clf_gpt4_turbo prompt
+
+
 class Eval(Section):
     temperature: float = Field(1.0, gt=0)  # held-out replies are sampled like training replies
     batch_size: int = Field(600, ge=1)
+    judge: BenchmarkJudge = BenchmarkJudge()
+    mt_bench: MTBench = MTBench()
+    alpaca_eval: AlpacaEval = AlpacaEval()
 
 
 class Tracking(Section):

@@ -1,7 +1,8 @@
 """Where public evaluation and prompt data live: ``$SELM_DATA_DIR`` (default ``../shared/data``), read in place.
 
-The data sets carry their own licenses and are never copied into the repository; every loader also accepts an
-explicit file path.
+The data sets carry their own licenses and are never copied into the repository. Each file is read from an
+explicit path when given, else from the data dir, else from its official public source (downloaded once into
+``$SELM_CACHE/data``); offline and without the data, a clear error says what to set.
 """
 
 from __future__ import annotations
@@ -14,12 +15,46 @@ def data_dir() -> Path:
     return Path(os.environ.get("SELM_DATA_DIR", "../shared/data")).expanduser()
 
 
-def data_path(relative: str) -> Path:
-    """``data_dir()/relative``, or a clear error saying how to point selm at the data."""
-    path = data_dir() / relative
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: set SELM_DATA_DIR to the folder holding {relative!r} (see README: Data), "
-            "or pass the file's path explicitly"
-        )
-    return path
+_FASTCHAT = "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data/"
+_ALPACA = "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/main/"
+
+#: path under $SELM_DATA_DIR → official source
+OFFICIAL = {
+    "mt_bench/question.jsonl": _FASTCHAT + "mt_bench/question.jsonl",
+    "mt_bench/reference_answer_gpt-4.jsonl": _FASTCHAT + "mt_bench/reference_answer/gpt-4.jsonl",
+    "mt_bench/judge_prompts.jsonl": _FASTCHAT + "judge_prompts.jsonl",
+    "alpaca_eval/gpt4_1106_preview_model_outputs.json": _ALPACA + "results/gpt4_1106_preview/model_outputs.json",
+    "alpaca_eval/weighted_alpaca_eval_gpt4_turbo_prompt_alpaca_eval_clf.txt": _ALPACA
+    + "src/alpaca_eval/evaluators_configs/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt",
+}
+
+
+def resolve(relative: str, explicit: str | None = None) -> Path:
+    """The file to read for ``relative`` (a key of ``OFFICIAL`` or any path under the data dir)."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found (given explicitly for {relative})")
+        return path
+    local = data_dir() / relative
+    if local.is_file():
+        return local
+    if relative not in OFFICIAL:
+        raise FileNotFoundError(f"{local} not found: set SELM_DATA_DIR or pass the file's path")
+    from selm.tinyworld.policy import cache_dir
+
+    cached = cache_dir() / "data" / relative
+    if not cached.is_file():
+        import requests
+
+        try:
+            r = requests.get(OFFICIAL[relative], timeout=60)
+            r.raise_for_status()
+        except requests.RequestException as e:
+            raise FileNotFoundError(
+                f"{relative}: not under SELM_DATA_DIR={data_dir()} and the official source {OFFICIAL[relative]} "
+                f"could not be fetched ({type(e).__name__}); set SELM_DATA_DIR or pass the file's path"
+            ) from None
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(r.content)
+    return cached

@@ -36,8 +36,11 @@ class EmbeddingJudge:
             refs = [p.meta[self.reference_key] for p in prompts]
         except KeyError:
             raise KeyError(f"embedding judge: prompts carry no meta[{self.reference_key!r}] reference") from None
+        return [{OBJECTIVE: s} for s in self.similarity(replies, refs)]
+
+    def similarity(self, texts: Sequence[str], others: Sequence[str]) -> list[float]:
+        """cos(e(texts[i]), e(others[i])) for each i, in one encoding batch."""
         emb = self.model.encode(
-            [*replies, *refs], normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=False
+            [*texts, *others], normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=False
         )
-        sims = (emb[: len(replies)] * emb[len(replies) :]).sum(-1).tolist()
-        return [{OBJECTIVE: float(s)} for s in sims]
+        return [float(s) for s in (emb[: len(texts)] * emb[len(texts) :]).sum(-1).tolist()]

@@ -60,23 +60,37 @@ class JudgeTemplate:
     prompt_template: str
     output_format: str
 
-    def render(self, question: str, answers: Sequence[str], reference: str | None = None) -> str:
-        fields = {"question": question, "ref_answer_1": reference or ""}
+    def render(self, fields: dict[str, str]) -> str:
+        """The prompt with each ``{name}`` replaced by ``fields[name]`` (a missing field is an error).
+
+        One pass over the template only: braces inside replies are never treated as fields."""
+
+        def field(m: re.Match) -> str:
+            if m.group(1) not in fields:
+                raise KeyError(f"judge template {self.name!r} needs field {m.group(1)!r}; given {sorted(fields)}")
+            return fields[m.group(1)]
+
+        return re.sub(r"\{(\w+)\}", field, self.prompt_template)
+
+    def fields(self, question: str, answers: Sequence[str], reference: str | None = None) -> dict[str, str]:
+        """Fields of a one-turn judgment: the question, the answer (single) or answers A and B, the reference."""
+        out = {"question": question}
         if self.type == "single":
-            fields["answer"] = answers[0]
+            out["answer"] = answers[0]
         else:
-            fields["answer_a"], fields["answer_b"] = answers
-        # str.format would treat braces inside replies as fields; substitute the known names only
-        return re.sub(r"\{(\w+)\}", lambda m: fields.get(m.group(1), m.group(0)), self.prompt_template)
+            out["answer_a"], out["answer_b"] = answers
+        if reference is not None:
+            out["ref_answer_1"] = reference
+        return out
 
 
 def load_template(spec: str) -> JudgeTemplate:
     """A shipped template by name (``selm/judge_templates/NAME.json``), ``mt_bench:NAME`` from the MT-Bench judge
     prompts under ``$SELM_DATA_DIR``, or a path to a ``.json`` file with the same fields."""
     if spec.startswith("mt_bench:"):
-        from selm.data import data_path
+        from selm.data import resolve
 
-        path = data_path("mt_bench/judge_prompts.jsonl")
+        path = resolve("mt_bench/judge_prompts.jsonl")
         for line in path.read_text().splitlines():
             record = json.loads(line)
             if record["name"] == spec.split(":", 1)[1]:
@@ -251,7 +265,7 @@ class Comparison:
         return {"a": 1.0, "b": 0.0, "tie": 0.5}.get(self.winner)
 
 
-def _combine_orders(first: str | None, second_swapped: str | None) -> tuple[str | None, bool]:
+def combine_orders(first: str | None, second_swapped: str | None) -> tuple[str | None, bool]:
     """Winner from the verdict on (a, b) and the verdict on (b, a); the second is mapped back first."""
     back = {"A": "b", "B": "a", "C": "tie", None: None}[second_swapped]
     fwd = {"A": "a", "B": "b", "C": "tie", None: None}[first]
@@ -285,10 +299,11 @@ class LLMJudge:
             self._local.session = requests.Session()
         return self._local.session
 
-    def _ask(self, question: str, answers: Sequence[str], reference: str | None) -> tuple[object, str]:
-        user = self.template.render(question, answers, reference)
-        reply = self.endpoint.chat(self.template.system_prompt, user, self._session())
-        verdict = parse_verdict(reply.text, self.template.output_format, answers)
+    def grade(self, fields: dict[str, str], replies: Sequence[str]) -> tuple[object, str]:
+        """One judge call on a filled template: (parsed verdict or None, raw output). ``replies`` are the texts
+        under judgment, whose quoted verdict markers the parser ignores."""
+        reply = self.endpoint.chat(self.template.system_prompt, self.template.render(fields), self._session())
+        verdict = parse_verdict(reply.text, self.template.output_format, replies)
         with self._lock:
             self.usage.calls += 1
             self.usage.prompt_tokens += reply.prompt_tokens
@@ -301,20 +316,25 @@ class LLMJudge:
         """Single grading: {"rating": 1–10 or None, "output": raw text}."""
         if self.template.type != "single":
             raise ValueError(f"template {self.template.name!r} is {self.template.type}: use compare(), not rate()")
-        verdict, text = self._ask(question, [answer], reference)
+        verdict, text = self.grade(self.template.fields(question, [answer], reference), [answer])
         return {"rating": verdict, "output": text}
 
     def compare(self, question: str, a: str, b: str, reference: str | None = None) -> Comparison:
         """Pairwise grading of (a, b), and of (b, a) as well when ``swap``."""
         if self.template.type != "pairwise":
             raise ValueError(f"template {self.template.name!r} is {self.template.type}: use rate(), not compare()")
-        v1, o1 = self._ask(question, [a, b], reference)
-        if not self.swap:
+        ab, ba = self.template.fields(question, [a, b], reference), self.template.fields(question, [b, a], reference)
+        return self.compare_fields(ab, ba if self.swap else None, [a, b])
+
+    def compare_fields(self, ab: dict[str, str], ba: dict[str, str] | None, replies: Sequence[str]) -> Comparison:
+        """Pairwise grading from filled fields: ``ab`` shows a first, ``ba`` (if given) b first."""
+        v1, o1 = self.grade(ab, replies)
+        if ba is None:
             return Comparison({"A": "a", "B": "b", "C": "tie"}.get(v1), [v1], [o1])
-        v2, o2 = self._ask(question, [b, a], reference)
-        winner, disagreement = _combine_orders(v1, v2)
+        v2, o2 = self.grade(ba, replies)
+        winner, disagreement = combine_orders(v1, v2)
         with self._lock:
-            self.usage.swapped_comparisons += 1
+            self.usage.swapped_comparisons += v1 is not None and v2 is not None  # disagreement needs both
             self.usage.swap_disagreements += disagreement
         return Comparison(winner, [v1, v2], [o1, o2], disagreement)
 

@@ -84,5 +84,20 @@ def acquisition_scores(selection, title: str = ""):
     return fig
 
 
+def mt_bench_categories(metrics: Mapping[str, float], title: str = ""):
+    """MT-Bench mean score per category (and per turn), as horizontal bars on the 1–10 scale."""
+    from evals.mt_bench import TEMPERATURE
+
+    prefix = "mt_bench_proxy" if any(k.startswith("mt_bench_proxy_") for k in metrics) else "mt_bench"
+    names = [c for c in [*TEMPERATURE, "turn1", "turn2", "score"] if f"{prefix}_{c}" in metrics]
+    fig, ax = plt.subplots(figsize=(5.5, 0.32 * len(names) + 1))
+    ax.barh(names, [metrics[f"{prefix}_{c}"] for c in names], color="#4c72b0")
+    ax.set_xlim(1, 10)
+    ax.invert_yaxis()
+    ax.set_title(title or prefix, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def close(fig) -> None:
     plt.close(fig)

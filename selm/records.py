@@ -64,11 +64,12 @@ R = TypeVar("R")
 
 
 def write_jsonl(records: Iterable, path: str | Path) -> Path:
+    """One JSON object per line: dataclass records or plain dicts."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         for r in records:
-            f.write(json.dumps(asdict(r)) + "\n")
+            f.write(json.dumps(r if isinstance(r, dict) else asdict(r)) + "\n")
     return path
 
 

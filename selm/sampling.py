@@ -40,6 +40,7 @@ class HFSampler:
         self.model, self.tokenizer, self.batch_size, self.policy = model, tokenizer, batch_size, policy
         self.eos = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos)
+        self.truncated = 0  # prompts cut to fit the context (see sample_encoded)
 
     @torch.no_grad()
     def sample(
@@ -59,11 +60,38 @@ class HFSampler:
         are log-probs under exactly the distribution that was sampled; with ``greedy`` n must be 1. A ``seed``
         makes the draw reproducible (on the same machine).
         """
+        encoded = [encode_prompt(self.tokenizer, p.text) for p in prompts]
+        return self.sample_encoded(
+            encoded, [p.id for p in prompts], n, temperature, max_new_tokens, greedy, round, desc, seed
+        )
+
+    @torch.no_grad()
+    def sample_encoded(
+        self,
+        encoded: Sequence[list[int]],
+        prompt_ids: Sequence[str],
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 32,
+        greedy: bool = False,
+        round: int = 0,
+        desc: str = "sample",
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """``sample`` for prompts already rendered to token ids (e.g. multi-turn conversations).
+
+        A prompt longer than the model's context less ``max_new_tokens`` keeps its *last* tokens (the latest turn
+        and the assistant header) and is counted in ``self.truncated``."""
         if greedy and n != 1:
             raise ValueError("greedy decoding gives one reply per prompt; set n=1")
         if seed is not None:
             torch.manual_seed(seed)
-        encoded = [encode_prompt(self.tokenizer, p.text) for p in prompts]
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit:
+            room = max(1, limit - max_new_tokens)
+            self.truncated += sum(len(x) > room for x in encoded)
+            encoded = [x[-room:] for x in encoded]
+        prompts = [Prompt(pid, "") for pid in prompt_ids]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         per_batch = max(1, self.batch_size // n)
         results: list[list[Completion]] = [[] for _ in prompts]

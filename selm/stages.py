@@ -13,10 +13,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selm import acquisition, rewards, tinyworld
 from selm.config import Recipe
 from selm.judging import JudgeUsage, judge
+
+if TYPE_CHECKING:
+    from selm.llm_judge import LLMEndpoint
 from selm.judgment_cache import JudgmentCache
 from selm.pairs import best_vs_worst
 from selm.records import Completion, Judgment, PreferencePair, Prompt
@@ -152,23 +156,29 @@ def _llm_objective(recipe: Recipe) -> str:
     return RATING_OBJECTIVE if load_template(recipe.judge.llm.template).type == "single" else WINRATE_OBJECTIVE
 
 
-def llm_judge(recipe: Recipe, usage: JudgeUsage | None = None):
-    """The recipe's LLM judge (``[judge.llm]``); model "tiny" names the tiny world's judge LM."""
-    from selm.llm_judge import LLMEndpoint, LLMJudge, load_template
+def llm_endpoint(c) -> LLMEndpoint:
+    """The endpoint of an ``LLMJudgeConfig``; model "tiny" names the tiny world's judge LM (served locally)."""
+    from selm.llm_judge import LLMEndpoint
 
-    c = recipe.judge.llm
     model = c.model
     if model == "tiny":
         from selm.tinyworld.judge_lm import tiny_judge_lm_path
 
         model = str(tiny_judge_lm_path())
-    endpoint = LLMEndpoint(
+    return LLMEndpoint(
         **c.model_dump(include={"base_url", "max_tokens", "temperature", "timeout_s", "max_retries", "backoff_s"}),
         **c.model_dump(include={"price_in_per_mtok", "price_out_per_mtok"}),
         model=model,
         api_key_env=c.api_key_env or None,
     )
-    return LLMJudge(endpoint, load_template(c.template), c.swap, c.concurrency, usage)
+
+
+def llm_judge(recipe: Recipe, usage: JudgeUsage | None = None):
+    """The recipe's training judge when ``judge.backend = "llm"`` (``[judge.llm]``)."""
+    from selm.llm_judge import LLMJudge, load_template
+
+    c = recipe.judge.llm
+    return LLMJudge(llm_endpoint(c), load_template(c.template), c.swap, c.concurrency, usage)
 
 
 def _judge_with_llm(prompts, completions, recipe, cache, usage) -> list[Judgment]:
@@ -353,6 +363,40 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     )
     judgments = judge_completions(prompts, completions, recipe)
     return reward_metrics(judgments, "heldout"), completions, judgments
+
+
+def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
+    """The benchmarks enabled in ``eval`` (MT-Bench, AlpacaEval 2.0) on the policy: (metrics, records per benchmark).
+
+    Graded by ``eval.judge``: the offline proxy (metrics named ``*_proxy_*``) or an LLM judge with the official
+    prompts. ``eval_judge_*`` metrics count the grader's calls, tokens and cost; ``eval_prompts_truncated`` the
+    prompts cut to fit the policy's context."""
+    e = recipe.eval
+    if not (e.mt_bench.enabled or e.alpaca_eval.enabled):
+        return {}, {}
+    from evals import alpaca_eval, mt_bench
+    from evals.graders import LLMGrader, ProxyGrader
+
+    if e.judge.backend == "llm":
+        grader = LLMGrader(llm_endpoint(e.judge.llm), e.judge.llm.concurrency)
+    else:
+        grader = ProxyGrader(e.judge.embedding_model)
+    sampler = _sampler(policy_path, e.batch_size, policy_name)
+    metrics, records = {}, {}
+    if e.mt_bench.enabled:
+        m = e.mt_bench
+        questions = mt_bench.load_questions(m.questions or None, m.references or None, m.per_category)
+        metrics_mt, records["mt_bench"] = mt_bench.run(sampler, grader, questions, m.max_new_tokens, seed=round)
+        metrics |= metrics_mt
+    if e.alpaca_eval.enabled:
+        a = e.alpaca_eval
+        examples = alpaca_eval.load_examples(a.baseline_outputs or None, a.limit)
+        template = None if grader.proxy else alpaca_eval.judge_template(a.judge_prompt or None)
+        metrics_ae, records["alpaca_eval"] = alpaca_eval.run(sampler, grader, examples, a.max_new_tokens, template)
+        metrics |= metrics_ae
+    metrics |= {f"eval_{k}": v for k, v in grader.usage.metrics().items()}
+    metrics["eval_prompts_truncated"] = sampler.truncated
+    return metrics, records
 
 
 def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:

@@ -15,7 +15,7 @@ from selm.llm_judge import (
     JudgeUnavailable,
     LLMEndpoint,
     LLMJudge,
-    _combine_orders,
+    combine_orders,
     load_template,
     parse_verdict,
     rank_groups,
@@ -67,20 +67,22 @@ def test_verdict_parser_is_strict(output, fmt, replies, expected):
 
 def test_position_swap_combination():
     # second verdict is on (b, a): its "A" means b
-    assert _combine_orders("A", "B") == ("a", False)
-    assert _combine_orders("B", "A") == ("b", False)
-    assert _combine_orders("A", "A") == ("tie", True)  # each order prefers the first slot: position bias
-    assert _combine_orders("C", "C") == ("tie", False)
-    assert _combine_orders("C", "A") == ("tie", True)
-    assert _combine_orders(None, "A") == ("b", False)
-    assert _combine_orders(None, None) == (None, False)
+    assert combine_orders("A", "B") == ("a", False)
+    assert combine_orders("B", "A") == ("b", False)
+    assert combine_orders("A", "A") == ("tie", True)  # each order prefers the first slot: position bias
+    assert combine_orders("C", "C") == ("tie", False)
+    assert combine_orders("C", "A") == ("tie", True)
+    assert combine_orders(None, "A") == ("b", False)
+    assert combine_orders(None, None) == (None, False)
 
 
 def test_templates_render_replies_verbatim():
     t = load_template("pairwise")
-    text = t.render("q {question}", ["uses {answer_b} literally", "b"])
+    text = t.render(t.fields("q {question}", ["uses {answer_b} literally", "b"]))
     assert "uses {answer_b} literally" in text and "q {question}" in text and text.count("[The Start of Reply") == 2
     assert load_template("single").output_format == "[[rating]]"
+    with pytest.raises(KeyError, match="needs field 'answer_b'"):
+        t.render({"question": "q", "answer_a": "a"})
     with pytest.raises(ValueError, match="shipped templates are .*pairwise"):
         load_template("no-such-template")
 

@@ -55,12 +55,12 @@ def verdict_examples(spec: TinyPolicySpec) -> list[tuple[str, str]]:
         a = noisy_demonstration(task, rng)
         if i % 2:
             rating = 1 + round(9 * _reward(task, a) / sum(judges.WEIGHTS.values()))
-            out.append((single.render(task.prompt, [a]), f"Rating: [[{rating}]]"))
+            out.append((single.render(single.fields(task.prompt, [a])), f"Rating: [[{rating}]]"))
             continue
         b = noisy_demonstration(task, rng)
         gap = _reward(task, a) - _reward(task, b)
         verdict = "A" if gap > TIE_MARGIN else "B" if gap < -TIE_MARGIN else "C"
-        out.append((pairwise.render(task.prompt, [a, b]), f"[[{verdict}]]"))
+        out.append((pairwise.render(pairwise.fields(task.prompt, [a, b])), f"[[{verdict}]]"))
     return out
 
 

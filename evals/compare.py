@@ -1,0 +1,149 @@
+"""Compare experiments, runs or registered policies side by side: every metric per round, deltas against the first,
+and PNG plots of metrics against round.
+
+    python -m evals.compare RUN [RUN ...] [--metrics REGEX] [--out DIR]
+
+RUN is any of: an experiment's MLflow run id or run name (the latest run with that name), a Metaflow run
+(``SELMFlow/123``, matched by its tag), or a registered policy version (``models:/NAME/VERSION`` or
+``models:/NAME@ALIAS``), which stands for the one round that trained it. Reads the tracking store of
+``MLFLOW_TRACKING_URI`` (default ``./mlflow.db``). Example: SELM vs iterative DPO on the tiny world::
+
+    python flows/selm_flow.py run && python flows/selm_flow.py run --recipe tiny_dpo
+    python -m evals.compare SELMFlow/1 SELMFlow/2 --out comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_METRICS = r"^(heldout_|mt_bench|alpaca_eval|train_reward|pairs$|loss$|judge_calls|judge_cost)"
+PLOTTED = re.compile(
+    r"^(heldout_(reward|correctness|conciseness|safety|good_all)|mt_bench(_proxy)?_score"
+    r"|alpaca_eval(_proxy)?_(lc_)?win_rate)$"
+)
+
+
+@dataclass
+class Series:
+    label: str
+    rounds: dict[int, dict[str, float]]  # round → metric → value
+
+
+def load_series(client, ident: str) -> Series:
+    """Metrics per round of one RUN (see the module docstring)."""
+    from mlflow.exceptions import MlflowException
+
+    if ident.startswith("models:/"):
+        name, _, ref = ident.removeprefix("models:/").partition("@")
+        try:
+            version = (
+                client.get_model_version_by_alias(name, ref) if ref else client.get_model_version(*name.rsplit("/", 1))
+            )
+        except MlflowException as e:
+            raise SystemExit(f"{ident}: no such registered model version ({e.message})") from None
+        run = client.get_run(version.run_id)
+        rnd = int(version.tags.get("round", run.data.tags.get("round", 0)))
+        return Series(f"{version.name} v{version.version}", {rnd: dict(run.data.metrics)})
+    run = _find_run(client, ident)
+    rounds: dict[int, dict[str, float]] = {}
+    for key in run.data.metrics:
+        for m in client.get_metric_history(run.info.run_id, key):
+            rounds.setdefault(m.step, {})[key] = m.value
+    label = f"{run.data.tags.get('mlflow.runName', ident)} ({run.data.tags.get('metaflow_run', run.info.run_id[:8])})"
+    return Series(label, rounds)
+
+
+def _find_run(client, ident: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(ident)
+    except MlflowException:
+        pass
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    for query in (f"tags.metaflow_run = '{ident}'", f"tags.mlflow.runName = '{ident}'"):
+        runs = client.search_runs(experiments, query, order_by=["attributes.start_time DESC"], max_results=1)
+        if runs:
+            return runs[0]
+    raise SystemExit(f"{ident}: no MLflow run with that id, Metaflow run tag or run name")
+
+
+def table(series: list[Series], pattern: str = DEFAULT_METRICS) -> list[dict]:
+    """One row per (metric, round): each series' value and its delta against the first series."""
+    keep = re.compile(pattern)
+    metrics = sorted(
+        {k for s in series for r in s.rounds.values() for k in r if keep.search(k) and not k.endswith("_se")}
+    )
+    rounds = sorted({r for s in series for r in s.rounds})
+    rows = []
+    for m in metrics:
+        for r in rounds:
+            values = [s.rounds.get(r, {}).get(m) for s in series]
+            if all(v is None for v in values):
+                continue
+            row = {"metric": m, "round": r, **{s.label: v for s, v in zip(series, values)}}
+            for s, v in zip(series[1:], values[1:]):
+                row[f"Δ {s.label}"] = None if v is None or values[0] is None else v - values[0]
+            rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no metrics matched)"
+    columns = list(rows[0])
+    cell = [[_fmt(r.get(c), signed=c.startswith("Δ")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cell)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += [
+        "  ".join(v.rjust(w) if i > 0 else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))) for row in cell
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(v, signed: bool = False) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:+.4f}" if signed else f"{v:.4f}"
+    return str(v)
+
+
+def plot(series: list[Series], out: Path) -> list[Path]:
+    """One PNG per headline metric (held-out reward and objectives, benchmark scores) against round."""
+    from selm import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    by_label = {s.label: [{"round": r, **m} for r, m in sorted(s.rounds.items())] for s in series}
+    names = sorted({k for s in series for m in s.rounds.values() for k in m if PLOTTED.match(k)})
+    paths = []
+    for name in names:
+        fig = plots.metric_curves(by_label, [name], name)
+        paths.append(out / f"{name}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plots.close(fig)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    from selm import tracking
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="experiment run ids / names, SELMFlow/N, models:/NAME/VERSION or @ALIAS")
+    ap.add_argument("--metrics", default=DEFAULT_METRICS, help="regex of metric names to show")
+    ap.add_argument("--out", default="comparison", help="folder for the PNG plots")
+    args = ap.parse_args(argv)
+    client = tracking.client()
+    series = [load_series(client, ident) for ident in args.runs]
+    print(format_table(table(series, args.metrics)))
+    paths = plot(series, Path(args.out))
+    print(f"\n{len(paths)} plots in {args.out}/: " + ", ".join(p.name for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
