@@ -163,12 +163,21 @@ class AlpacaEval(Section):
     judge_prompt: str = ""  # path override of the alpaca_eval_clf_gpt4_turbo prompt
 
 
+class LMEval(Section):
+    """lm-eval-harness tasks: standard names need the hub; ``*_local`` ones read $SELM_DATA_DIR (see evals)."""
+
+    tasks: list[str] = []
+    limit: int | None = Field(None, ge=1)  # examples per task; None = all
+    batch_size: int = Field(32, ge=1)
+
+
 class Eval(Section):
     temperature: float = Field(1.0, gt=0)  # held-out replies are sampled like training replies
     batch_size: int = Field(600, ge=1)
     judge: BenchmarkJudge = BenchmarkJudge()
     mt_bench: MTBench = MTBench()
     alpaca_eval: AlpacaEval = AlpacaEval()
+    lm_eval: LMEval = LMEval()
 
 
 class Tracking(Section):

@@ -366,14 +366,18 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
 
 
 def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
-    """The benchmarks enabled in ``eval`` (MT-Bench, AlpacaEval 2.0) on the policy: (metrics, records per benchmark).
+    """The benchmarks enabled in ``eval`` (lm-eval tasks, MT-Bench, AlpacaEval 2.0) on the policy: (metrics, records
+    per benchmark).
 
     Graded by ``eval.judge``: the offline proxy (metrics named ``*_proxy_*``) or an LLM judge with the official
     prompts. ``eval_judge_*`` metrics count the grader's calls, tokens and cost; ``eval_prompts_truncated`` the
     prompts cut to fit the policy's context."""
     e = recipe.eval
+    metrics, records = {}, {}
+    if e.lm_eval.tasks:
+        metrics |= lm_eval_metrics(policy_path, recipe)
     if not (e.mt_bench.enabled or e.alpaca_eval.enabled):
-        return {}, {}
+        return metrics, records
     from evals import alpaca_eval, mt_bench
     from evals.graders import LLMGrader, ProxyGrader
 
@@ -382,7 +386,6 @@ def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     else:
         grader = ProxyGrader(e.judge.embedding_model)
     sampler = _sampler(policy_path, e.batch_size, policy_name)
-    metrics, records = {}, {}
     if e.mt_bench.enabled:
         m = e.mt_bench
         questions = mt_bench.load_questions(m.questions or None, m.references or None, m.per_category)
@@ -397,6 +400,20 @@ def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     metrics |= {f"eval_{k}": v for k, v in grader.usage.metrics().items()}
     metrics["eval_prompts_truncated"] = sampler.truncated
     return metrics, records
+
+
+def lm_eval_metrics(policy_path: str, recipe: Recipe) -> dict[str, float]:
+    """``eval.lm_eval.tasks`` through lm-eval's Python API on the loaded policy: {lm_eval_<task>_<metric>: value}."""
+    import tempfile
+
+    from evals.lm_eval_suite import evaluate as lm_evaluate
+    from selm.sampling import load_policy
+
+    model, tokenizer = load_policy(policy_path)
+    c = recipe.eval.lm_eval
+    with tempfile.TemporaryDirectory(prefix="selm-lm-eval-") as work:
+        metrics, _ = lm_evaluate(model, tokenizer, c.tasks, c.limit, work, c.batch_size)
+    return metrics
 
 
 def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:

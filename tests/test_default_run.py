@@ -38,3 +38,13 @@ def test_default_experiment_improves_every_objective(home):  # noqa: F811
     print(json.dumps(report, indent=1))
     for objective, row in report.items():
         assert row["z"] > 2, f"{objective} did not improve by more than 2 SE: {row}"
+
+    # the evaluation suite ran on every round, graded offline by the proxy (and says so in its metric names)
+    for r in data.rounds:
+        assert 1 <= r["mt_bench_proxy_score"] <= 10 and r["mt_bench_proxy_graded_turns"] == 16
+        assert 0 <= r["alpaca_eval_proxy_win_rate"] <= 100 and r["alpaca_eval_proxy_judged"] == 40
+    from metaflow import Run
+    from metaflow.cards import get_cards
+
+    last_round = Run(data.round_runs[-1])
+    assert "MT-Bench" in get_cards(last_round["evaluate"].task)[0].get()

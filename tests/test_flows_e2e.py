@@ -68,7 +68,7 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_policy_dir):
+def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_policy_dir, capsys):
     from metaflow import Flow, Run
     from metaflow.cards import get_cards
 
@@ -148,6 +148,16 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert "data:image/png;base64" in get_cards(apl_round["select"].task)[0].get()  # acquisition scores plot
     apl_mlflow = apl_round["start"].task.data.mlflow_run
     assert "records/acquisition.json" in {a.path for a in c.list_artifacts(apl_mlflow, "records")}
+    benchmark_records = {a.path for a in c.list_artifacts(apl_mlflow, "benchmarks")}
+    assert benchmark_records == {"benchmarks/mt_bench.jsonl", "benchmarks/alpaca_eval.jsonl"}
+
+    # the two experiments side by side, as a user compares methods
+    from evals import compare
+
+    compare.main([f"SELMFlow/{resumed.id}", f"SELMFlow/{again.id}", "--out", str(tmp_path / "cmp")])
+    table = capsys.readouterr().out
+    assert re.search(r"heldout_reward\s+0\s", table) and re.search(r"mt_bench_proxy_score\s+2\s", table)
+    assert (tmp_path / "cmp" / "heldout_reward.png").exists()
 
 
 def test_bad_recipe_fails_before_any_work(home):

@@ -1,0 +1,164 @@
+"""lm-eval-harness tasks on the in-memory policy, through lm-eval's Python API.
+
+Standard task names (``arc_challenge``, ``gsm8k``, ``mmlu`` …) load their data from the Hugging Face hub. For
+machines without it, ``<task>_local`` tasks read the copies under ``$SELM_DATA_DIR``: each local file is converted
+once into the schema of the hub data set, and the task's YAML *includes the official task definition*, overriding
+only where the data come from — so prompts, answer choices, filters and metrics are lm-eval's own.
+
+    arc_challenge_local  hellaswag_local  truthfulqa_mc1_local  truthfulqa_mc2_local  mmlu_local  gsm8k_local
+
+Differences from the hub data: ARC has no original ids; HellaSwag is the already-preprocessed text (its context
+is not re-capitalised); ``mmlu_local`` is one task over all 57 subjects' test questions (accuracy over questions,
+as the ``mmlu`` group averages weighted by size), zero-shot.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from selm.data import data_dir
+
+
+def _arc(path: Path) -> Iterable[dict]:
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        question = r["query"].removeprefix("Question:").strip().removesuffix("Answer:").strip()
+        labels = "ABCDE"[: len(r["choices"])]
+        yield {
+            "question": question,
+            "choices": {"text": r["choices"], "label": list(labels)},
+            "answerKey": labels[r["gold"]],
+        }
+
+
+def _hellaswag(path: Path) -> Iterable[dict]:
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        label, _, ctx = r["query"].partition(": ")
+        yield {"activity_label": label, "ctx_a": ctx, "ctx_b": "", "endings": r["endings"], "label": str(r["label"])}
+
+
+def _truthfulqa(path: Path) -> Iterable[dict]:
+    for r in json.loads(path.read_text()):
+        yield {
+            "question": r["question"],
+            **{
+                key: {"choices": list(r[key]), "labels": list(r[key].values())}
+                for key in ("mc1_targets", "mc2_targets")
+            },
+        }
+
+
+def _mmlu(folder: Path) -> Iterable[dict]:
+    for f in sorted(folder.glob("*_test.csv")):
+        subject = f.name.removesuffix("_test.csv")
+        with f.open(newline="") as fh:
+            for row in csv.reader(fh):
+                yield {"question": row[0], "choices": row[1:5], "answer": "ABCD".index(row[5]), "subject": subject}
+
+
+def _jsonl(path: Path) -> Iterable[dict]:
+    for line in path.read_text().splitlines():
+        if line.strip():
+            yield json.loads(line)
+
+
+#: local task → (official YAML under lm_eval/tasks, {split: (converter, source under the data dir)}, overrides)
+LOCAL_TASKS: dict[str, tuple[str, dict[str, tuple[Callable, str]], dict]] = {
+    "arc_challenge_local": (
+        "arc/arc_easy.yaml",
+        {"test": (_arc, "arc_challenge/arc_challenge_test_llmfoundry.jsonl")},
+        {"training_split": None, "validation_split": None, "test_split": "test"},
+    ),
+    "hellaswag_local": (
+        "hellaswag/hellaswag.yaml",
+        {"validation": (_hellaswag, "hellaswag/hellaswag_val_10042.jsonl")},
+        {"training_split": None, "validation_split": "validation"},
+    ),
+    "truthfulqa_mc1_local": (
+        "truthfulqa/truthfulqa_mc1.yaml",
+        {"validation": (_truthfulqa, "truthfulqa/mc_task_v1_817.json")},
+        {},
+    ),
+    "truthfulqa_mc2_local": (
+        "truthfulqa/truthfulqa_mc2.yaml",
+        {"validation": (_truthfulqa, "truthfulqa/mc_task_v1_817.json")},
+        {},
+    ),
+    "mmlu_local": (
+        "mmlu/default/_default_template_yaml",
+        {"test": (_mmlu, "mmlu/test")},
+        {"test_split": "test", "fewshot_split": None, "num_fewshot": 0},
+    ),
+    "gsm8k_local": (
+        "gsm8k/gsm8k.yaml",
+        {"train": (_jsonl, "gsm8k/train.jsonl"), "test": (_jsonl, "gsm8k/test.jsonl")},
+        {},
+    ),
+}
+
+
+def materialize(tasks: Iterable[str], out_dir: str | Path) -> Path:
+    """Write the converted data and the YAML of each ``*_local`` task in ``tasks`` into ``out_dir``; returns it
+    (pass it to lm-eval as ``include_path`` / ``--include_path``)."""
+    import lm_eval
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    official_root = Path(lm_eval.__file__).parent / "tasks"
+    for task in tasks:
+        if task not in LOCAL_TASKS:
+            continue
+        official, splits, overrides = LOCAL_TASKS[task]
+        files = {}
+        for split, (convert, source) in splits.items():
+            src = data_dir() / source
+            if not src.exists():
+                raise FileNotFoundError(f"{task}: {src} not found; set SELM_DATA_DIR to the folder holding {source}")
+            target = out / f"{task}.{split}.jsonl"
+            with target.open("w") as f:
+                for record in convert(src):
+                    f.write(json.dumps(record) + "\n")
+            files[split] = str(target)  # absolute: lm-eval resolves data_files against the working directory
+        config = {
+            "include": str(official_root / official),
+            "task": task,
+            "tag": [],
+            "dataset_path": "json",
+            "dataset_name": None,
+            "dataset_kwargs": {"data_files": files},
+            **overrides,
+        }
+        (out / f"{task}.yaml").write_text(json.dumps(config, indent=1))  # JSON is YAML
+    return out
+
+
+def evaluate(model, tokenizer, tasks: list[str], limit: int | None, work_dir: str | Path, batch_size: int = 32):
+    """lm-eval's ``simple_evaluate`` on the in-memory model: {lm_eval_<task>_<metric>: value} and the raw results."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    include = materialize(tasks, work_dir)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    results = simple_evaluate(
+        model=lm, tasks=list(tasks), limit=limit, task_manager=TaskManager(include_path=str(include)), log_samples=False
+    )
+    return flat_metrics(results), results
+
+
+def flat_metrics(results: dict) -> dict[str, float]:
+    """lm-eval's {task: {"acc,none": v, "acc_stderr,none": se}} as {lm_eval_<task>_acc: v, …_acc_se: se}."""
+    metrics = {}
+    for task, values in results["results"].items():
+        for key, value in values.items():
+            metric, _, filt = key.partition(",")
+            if not isinstance(value, (int, float)) or not filt:
+                continue
+            metric = metric.replace("_stderr", "") + ("_se" if metric.endswith("_stderr") else "")
+            name = f"lm_eval_{task}_" + (metric if filt == "none" else f"{filt}_{metric}")
+            metrics[name.replace("-", "_")] = float(value)
+    return metrics

@@ -1,0 +1,61 @@
+"""lm-eval-harness offline tasks: local copies of the data under the official task definitions; the Python API on
+the in-memory policy gives the same numbers as the ``lm_eval`` CLI on the same saved checkpoint."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from evals.lm_eval_suite import LOCAL_TASKS, evaluate, flat_metrics, materialize
+from selm.data import data_dir
+
+pytestmark = pytest.mark.skipif(
+    not (data_dir() / "arc_challenge").exists(), reason=f"no evaluation data under {data_dir()}"
+)
+
+
+def test_local_tasks_keep_the_official_definitions(tmp_path):
+    out = materialize(LOCAL_TASKS, tmp_path)
+    for task, (official, splits, _) in LOCAL_TASKS.items():
+        config = yaml.safe_load((out / f"{task}.yaml").read_text())
+        assert config["include"].endswith(official) and config["dataset_path"] == "json"
+        assert set(config["dataset_kwargs"]["data_files"]) == set(splits)
+    first = lambda name: json.loads((out / name).read_text().splitlines()[0])  # noqa: E731
+    arc = first("arc_challenge_local.test.jsonl")
+    assert arc["choices"]["label"] == ["A", "B", "C", "D"] and arc["answerKey"] in "ABCD"
+    assert not arc["question"].startswith("Question:")
+    tqa = first("truthfulqa_mc1_local.validation.jsonl")
+    assert tqa["mc1_targets"]["labels"][0] == 1 and sum(tqa["mc1_targets"]["labels"]) == 1
+    assert sum(1 for _ in (out / "mmlu_local.test.jsonl").open()) == 14042
+    assert sum(1 for _ in (out / "hellaswag_local.validation.jsonl").open()) == 10042
+
+
+def test_python_api_on_the_in_memory_policy_matches_the_cli(tiny_policy, tiny_policy_dir, tmp_path):
+    tasks = ["arc_challenge_local", "truthfulqa_mc2_local"]
+    metrics, _ = evaluate(*tiny_policy, tasks, limit=24, work_dir=tmp_path / "api")
+    assert set(metrics) >= {
+        "lm_eval_arc_challenge_local_acc",
+        "lm_eval_arc_challenge_local_acc_se",
+        "lm_eval_arc_challenge_local_acc_norm",
+        "lm_eval_truthfulqa_mc2_local_acc",
+    }
+    include = materialize(tasks, tmp_path / "cli_tasks")
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={tiny_policy_dir},dtype=float32",
+    ]
+    cmd += ["--tasks", ",".join(tasks), "--include_path", str(include), "--limit", "24"]
+    cmd += ["--output_path", str(tmp_path / "cli_out"), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [result_file] = (tmp_path / "cli_out").rglob("results_*.json")
+    cli = flat_metrics(json.loads(result_file.read_text()))
+    for key, value in metrics.items():
+        assert cli[key] == pytest.approx(value, abs=1e-6), key
