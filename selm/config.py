@@ -45,10 +45,13 @@ class Policy(Section):
 
 
 class World(Section):
-    #: "tiny" is the built-in world of generated tasks and rule judges.
-    name: Literal["tiny"] = "tiny"
-    train_prompts_per_round: int = Field(512, ge=1)  # disjoint slice of the train split each round
-    heldout_prompts: int = Field(600, ge=1)
+    #: "tiny": the built-in world of generated tasks and rule judges. "prompts": prompts with a dataset preference
+    #: pair each, from a JSONL file (``prompt``, ``chosen``, ``rejected``: UltraFeedback-binarized style)
+    name: Literal["tiny", "prompts"] = "tiny"
+    #: the JSONL file of the "prompts" world (a path, or relative to $SELM_DATA_DIR)
+    prompts_file: str = ""
+    train_prompts_per_round: int = Field(512, ge=1)  # a disjoint slice of the prompts each round
+    heldout_prompts: int = Field(600, ge=1)  # tiny world only: the held-out reward's prompts
 
 
 class Sampling(Section):
@@ -134,6 +137,13 @@ class Train(Section):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
 
+    #: GPU switches (they also run on a CPU): bf16 autocast (accelerate mixed precision), gradient checkpointing
+    precision: Literal["fp32", "bf16"] = "fp32"
+    gradient_checkpointing: bool = False
+    #: tokens per sequence: the prompt keeps its last max_prompt_length tokens, each reply is cut to fit max_length
+    max_length: int = Field(1024, ge=2)
+    max_prompt_length: int = Field(512, ge=1)
+
     def lr_for(self, round: int) -> float:
         return self.learning_rate if isinstance(self.learning_rate, float) else self.learning_rate[round - 1]
 
@@ -180,9 +190,18 @@ class Eval(Section):
     lm_eval: LMEval = LMEval()
 
 
+class Hardware(Section):
+    """The GPUs a real-scale recipe is meant for; ``python -m selm.plan`` checks the memory estimate against them."""
+
+    gpus: int = Field(1, ge=1)  # training data-parallel degree (DeepSpeed shards over these)
+    gpu_memory_gb: float = Field(80.0, gt=0)
+
+
 class Tracking(Section):
     mlflow_experiment: str = "selm"
     registered_model: str = "tiny-selm-policy"
+    #: higher is better; the registered version that maximises it carries the alias "champion"
+    champion_metric: str = "heldout_reward"
 
 
 class Recipe(Section):
@@ -195,6 +214,7 @@ class Recipe(Section):
     select: Select = Select()
     train: Train = Train()
     eval: Eval = Eval()
+    hardware: Hardware = Hardware()
     tracking: Tracking = Tracking()
 
     @model_validator(mode="after")
@@ -206,6 +226,15 @@ class Recipe(Section):
             )
         if self.select.acquisition != "all" and self.select.label_budget is None:
             raise ValueError(f"select.label_budget is required with select.acquisition = {self.select.acquisition!r}")
+        if self.world.name == "prompts" and not self.world.prompts_file:
+            raise ValueError("world.prompts_file is required with world.name = 'prompts'")
+        if self.world.name != "tiny" and self.judge.backend == "rules":
+            raise ValueError(
+                "judge.backend = 'rules' judges the tiny world's tasks only: choose a reward_model, "
+                "embedding or llm judge for world.name = 'prompts'"
+            )
+        if self.train.max_prompt_length >= self.train.max_length:
+            raise ValueError("train.max_prompt_length must be smaller than train.max_length")
         if self.sampling.n < 2 and not self.pairs.dataset_candidates:
             raise ValueError("sampling.n must be at least 2 to form pairs (or set pairs.dataset_candidates = true)")
         if self.pairs.dataset_candidates and self.select.acquisition != "all":

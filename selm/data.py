@@ -58,3 +58,36 @@ def resolve(relative: str, explicit: str | None = None) -> Path:
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_bytes(r.content)
     return cached
+
+
+def load_prompt_file(path: str) -> list:
+    """Prompts with a dataset preference pair from a JSONL file of {prompt, chosen, rejected} (UltraFeedback-binarized
+    style; chosen/rejected may also be chat message lists, whose last assistant turn is taken). ``path`` is a file or
+    relative to the data dir. Ids are content hashes, so the same prompt has the same id in every file."""
+    import hashlib
+    import json
+
+    from selm.records import Prompt
+
+    file = Path(path).expanduser()
+    file = file if file.is_file() else data_dir() / path
+    if not file.is_file():
+        raise FileNotFoundError(f"prompts file {path!r} not found (nor under SELM_DATA_DIR={data_dir()})")
+    out = []
+    for lineno, line in enumerate(file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            text = r["prompt"]
+            pair = {k: _reply_text(r[k]) for k in ("chosen", "rejected") if k in r}
+        except (json.JSONDecodeError, KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"{file}:{lineno}: not a {{prompt, chosen, rejected}} record: {e!r}") from None
+        out.append(Prompt(hashlib.sha256(text.encode()).hexdigest()[:16], text, pair))
+    return out
+
+
+def _reply_text(reply) -> str:
+    if isinstance(reply, str):
+        return reply
+    return [m for m in reply if m["role"] == "assistant"][-1]["content"]

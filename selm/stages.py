@@ -53,9 +53,25 @@ def round_dir(recipe: Recipe, experiment_id: str, round: int) -> Path:
 
 
 def train_prompts(recipe: Recipe, round: int) -> list[Prompt]:
-    """This round's slice of the train split: a seeded draw per (experiment seed, round)."""
+    """This round's prompts. Tiny world: a seeded draw from the train split per (experiment seed, round). Prompts
+    file: slice k of the file after one seeded shuffle, so rounds see disjoint prompts (the SELM paper's three
+    disjoint UltraFeedback slices)."""
     n = recipe.world.train_prompts_per_round
-    return tinyworld.prompts("train", n, seed=recipe.experiment.seed * 1000 + round)
+    if recipe.world.name == "tiny":
+        return tinyworld.prompts("train", n, seed=recipe.experiment.seed * 1000 + round)
+    import random
+
+    from selm.data import load_prompt_file
+
+    pool = load_prompt_file(recipe.world.prompts_file)
+    needed = n * recipe.experiment.rounds
+    if len(pool) < needed:
+        raise ValueError(
+            f"{recipe.world.prompts_file}: {len(pool)} prompts, but {recipe.experiment.rounds} rounds × "
+            f"world.train_prompts_per_round = {n} need {needed} disjoint ones"
+        )
+    random.Random(recipe.experiment.seed).shuffle(pool)
+    return pool[(round - 1) * n : round * n]
 
 
 def heldout_prompts(recipe: Recipe) -> list[Prompt]:
@@ -345,11 +361,13 @@ def mean_and_se(xs: list[float]) -> tuple[float, float]:
 
 
 def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
-    """Held-out reward of the policy: one reply per held-out prompt at ``eval.temperature``.
+    """Held-out reward of the policy (tiny world): one reply per held-out prompt at ``eval.temperature``.
 
     Returns (metrics, completions, judgments); metrics hold mean and standard error for every objective and the
     combined reward (``heldout_<objective>`` and ``heldout_<objective>_se``).
     """
+    if recipe.world.name != "tiny":  # no rule judges outside the tiny world: the benchmarks evaluate
+        return {}, [], []
     prompts = heldout_prompts(recipe)
     sampler = _sampler(policy_path, recipe.eval.batch_size, policy_name)
     completions = sampler.sample(

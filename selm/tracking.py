@@ -23,7 +23,6 @@ from selm.records import write_jsonl
 #: pip requirements recorded with each registered policy (MLflow's inference would look for torchvision).
 POLICY_REQUIREMENTS = ["torch", "transformers", "accelerate", "tokenizers"]
 CHAMPION = "champion"
-CHAMPION_METRIC = "heldout_reward"
 
 
 def client() -> MlflowClient:
@@ -89,14 +88,15 @@ def finish_run(run_id: str, status: str = "FINISHED") -> None:
 def register_policy(run_id: str, policy_path: str, recipe: Recipe, round: int, metrics: Mapping[str, float]) -> dict:
     """Log the round's policy with ``mlflow.transformers`` and register it as a model version.
 
-    Sets the alias ``round-<k>`` and moves ``champion`` to this version when its held-out reward beats the
-    current champion's. Idempotent: a version already registered from this run is reused (a resumed step does
+    Sets the alias ``round-<k>`` and moves ``champion`` to this version when its ``tracking.champion_metric``
+    beats the current champion's. Idempotent: a version already registered from this run is reused (a resumed step does
     not register twice). Returns {name, version, champion}.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     c = client()
-    name = recipe.tracking.registered_model
+    name, metric = recipe.tracking.registered_model, recipe.tracking.champion_metric
+    score = float(metrics.get(metric, float("-inf")))  # a round without the metric never becomes champion
     existing = [v for v in c.search_model_versions(f"name='{name}'") if v.run_id == run_id]
     if existing:
         version = str(existing[0].version)
@@ -114,15 +114,15 @@ def register_policy(run_id: str, policy_path: str, recipe: Recipe, round: int, m
                 registered_model_name=name,
             )
         version = str(info.registered_model_version)
-        c.set_model_version_tag(name, version, CHAMPION_METRIC, str(metrics[CHAMPION_METRIC]))
+        c.set_model_version_tag(name, version, metric, str(score))
         c.set_model_version_tag(name, version, "round", str(round))
     c.set_registered_model_alias(name, f"round-{round}", version)
     try:
         current = c.get_model_version_by_alias(name, CHAMPION)
-        best, best_version = float(current.tags.get(CHAMPION_METRIC, "-inf")), str(current.version)
+        best, best_version = float(current.tags.get(metric, "-inf")), str(current.version)
     except mlflow.exceptions.MlflowException:
         best, best_version = float("-inf"), None
-    if metrics[CHAMPION_METRIC] > best:
+    if score > best:
         c.set_registered_model_alias(name, CHAMPION, version)
         best_version = version
     return {"name": name, "version": version, "champion": best_version == version}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -44,6 +44,20 @@ class TrainHistory:
             return {}
         last = self.steps[-max(1, len(self.steps) // 5) :]  # the final fifth: what training ended at
         return {k: sum(s[k] for s in last) / len(last) for k in ("loss", "reward_margin", "reward_accuracy")}
+
+
+def truncate(pair: PreferencePair, max_length: int, max_prompt_length: int) -> PreferencePair:
+    """The pair with its prompt cut to its last ``max_prompt_length`` tokens (the end holds the question and the
+    assistant header) and each reply cut so that prompt + reply ≤ ``max_length`` (as TRL's DPO trainer does)."""
+    prompt = pair.prompt_ids[-max_prompt_length:]
+    room = max_length - len(prompt)
+    return replace(
+        pair,
+        prompt_ids=prompt,
+        chosen_ids=pair.chosen_ids[:room],
+        rejected_ids=pair.rejected_ids[:room],
+        greedy_ids=pair.greedy_ids[:room],
+    )
 
 
 def reference_logps(model, pairs: Sequence[PreferencePair], pad_id: int, batch_size: int = 64) -> ReferenceLogps:
@@ -89,15 +103,23 @@ def train_preferences(
     ``save_to`` is given the trained policy is written there atomically.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from transformers import get_cosine_schedule_with_warmup
 
     if not pairs:
         raise ValueError(f"round {round}: no preference pairs to train on")
     pad_id = tokenizer.pad_token_id
     kinds = ("chosen", "rejected") if cfg.loss == "dpo" else ("chosen", "rejected", "greedy")
+    pairs = [truncate(p, cfg.max_length, cfg.max_prompt_length) for p in pairs]
     ref = reference_logps(model, pairs, pad_id)
 
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    mixed = "bf16" if cfg.precision == "bf16" else "no"
+    # accelerate keeps one global state per process; a sweep may train with another precision in the same process
+    AcceleratorState._reset_state(reset_partial_state=True)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=mixed)
     g = torch.Generator().manual_seed(seed * 1000 + round)
     loader = torch.utils.data.DataLoader(range(len(pairs)), batch_size=cfg.batch_size, shuffle=True, generator=g)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr_for(round), weight_decay=cfg.weight_decay)
@@ -147,6 +169,9 @@ def train_preferences(
                 bar.set_postfix(loss=f"{loss.item():.4f}", margin=f"{history.steps[-1]['reward_margin']:.3f}")
     bar.close()
     model = accelerator.unwrap_model(model)
+    if cfg.gradient_checkpointing:  # the saved policy samples with its KV cache again
+        model.gradient_checkpointing_disable()
+        model.config.use_cache = True
     model.eval()
     if save_to is not None:
         atomic_save_pretrained(save_to, model, tokenizer)

@@ -69,3 +69,23 @@ def test_no_pairs_is_an_error(tiny_policy):
     model, tok = tiny_policy
     with pytest.raises(ValueError, match="no preference pairs"):
         train_preferences(model, tok, [], load_recipe().train, round=2)
+
+
+def test_truncation_keeps_the_prompt_end_and_fits_max_length(round_pairs):
+    from selm.training import truncate
+
+    p = round_pairs[0]
+    p = type(p)(**{**p.__dict__, "prompt_ids": list(range(10)), "chosen_ids": list(range(100, 108))})
+    t = truncate(p, max_length=12, max_prompt_length=6)
+    assert t.prompt_ids == [4, 5, 6, 7, 8, 9] and t.chosen_ids == list(range(100, 106))
+    assert len(t.prompt_ids) + len(t.rejected_ids) <= 12 and len(t.prompt_ids) + len(t.greedy_ids) <= 12
+    assert truncate(p, 1024, 512) == p
+
+
+def test_bf16_and_gradient_checkpointing_train_and_save_a_usable_policy(tiny_policy_dir, round_pairs, tmp_path):
+    model, tok = load_policy(tiny_policy_dir)
+    cfg = load_recipe(None, ["train.precision=bf16", "train.gradient_checkpointing=true", "train.epochs=2"]).train
+    history = train_preferences(model, tok, round_pairs, cfg, round=1, save_to=tmp_path / "policy")
+    assert all(math.isfinite(s["loss"]) for s in history.steps) and history.summary()["reward_margin"] > 0
+    saved, _ = load_policy(tmp_path / "policy")
+    assert saved.config.use_cache and not saved.is_gradient_checkpointing
