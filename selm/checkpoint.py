@@ -9,16 +9,19 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_save_pretrained(path: str | Path, model, tokenizer, extra: dict[str, dict] | None = None) -> Path:
+def atomic_save_pretrained(
+    path: str | Path, model, tokenizer, extra: dict[str, dict] | None = None, state_dict: dict | None = None
+) -> Path:
     """``save_pretrained`` model and tokenizer (plus small JSON files) to ``path`` atomically.
 
-    An existing checkpoint at ``path`` is replaced only after the new one is complete on disk.
+    An existing checkpoint at ``path`` is replaced only after the new one is complete on disk. ``state_dict`` (the
+    full weights gathered from a sharded model, e.g. DeepSpeed ZeRO-3) replaces the model's own.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         for name, data in (extra or {}).items():
             (tmp / name).write_text(json.dumps(data, indent=2))

@@ -140,6 +140,11 @@ class Train(Section):
     #: GPU switches (they also run on a CPU): bf16 autocast (accelerate mixed precision), gradient checkpointing
     precision: Literal["fp32", "bf16"] = "fp32"
     gradient_checkpointing: bool = False
+    #: DeepSpeed through accelerate: "zero2" / "zero3" (infra/deepspeed/*.json) or a config file; "" = plain
+    #: accelerate (DDP when launched with several processes)
+    deepspeed: str = ""
+    #: training processes on this machine (torchrun; one per GPU); > 1 trains with DDP, or DeepSpeed if set
+    processes: int = Field(1, ge=1)
     #: tokens per sequence: the prompt keeps its last max_prompt_length tokens, each reply is cut to fit max_length
     max_length: int = Field(1024, ge=2)
     max_prompt_length: int = Field(512, ge=1)

@@ -346,12 +346,41 @@ def make_pairs(
 def train(policy_path: str, pairs: list[PreferencePair], recipe: Recipe, round: int, save_to: Path):
     """Train the round's policy from ``policy_path`` (which is also the reference) and save it to ``save_to``.
 
+    In this process, or with ``train.processes`` > 1 in that many processes under ``torchrun`` (``selm.train_worker``).
     Returns the ``TrainHistory``."""
-    from selm.sampling import load_policy
-    from selm.training import train_preferences
+    from selm.training import TrainHistory, train_preferences
 
-    model, tokenizer = load_policy(policy_path)
-    return train_preferences(model, tokenizer, pairs, recipe.train, round, recipe.experiment.seed, save_to=save_to)
+    if recipe.train.processes == 1:
+        from selm.sampling import load_policy
+
+        model, tokenizer = load_policy(policy_path)
+        return train_preferences(model, tokenizer, pairs, recipe.train, round, recipe.experiment.seed, save_to=save_to)
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from selm.records import write_jsonl
+
+    with tempfile.TemporaryDirectory(prefix="selm-train-") as d:
+        (Path(d) / "recipe.json").write_text(recipe.model_dump_json())
+        write_jsonl(pairs, Path(d) / "pairs.jsonl")
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={recipe.train.processes}",
+        ]
+        cmd += ["-m", "selm.train_worker", f"{d}/recipe.json", f"{d}/pairs.jsonl", policy_path, str(round)]
+        cmd += [str(save_to), f"{d}/history.json"]
+        import torch
+
+        # accelerate runs several CPU processes as one job (DDP over gloo) only when told it is on a CPU
+        env = {**os.environ, **({} if torch.cuda.is_available() else {"ACCELERATE_USE_CPU": "true"})}
+        subprocess.run(cmd, check=True, env=env)
+        return TrainHistory(json.loads((Path(d) / "history.json").read_text())["steps"])
 
 
 def mean_and_se(xs: list[float]) -> tuple[float, float]:

@@ -119,7 +119,18 @@ def train_preferences(
     mixed = "bf16" if cfg.precision == "bf16" else "no"
     # accelerate keeps one global state per process; a sweep may train with another precision in the same process
     AcceleratorState._reset_state(reset_partial_state=True)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=mixed)
+    plugin = None
+    if cfg.deepspeed:
+        from accelerate.utils import DeepSpeedPlugin
+
+        plugin = DeepSpeedPlugin(
+            hf_ds_config=str(deepspeed_config(cfg.deepspeed)),
+            gradient_accumulation_steps=cfg.grad_accum,
+            gradient_clipping=cfg.max_grad_norm,
+        )
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum, mixed_precision=mixed, deepspeed_plugin=plugin
+    )
     g = torch.Generator().manual_seed(seed * 1000 + round)
     loader = torch.utils.data.DataLoader(range(len(pairs)), batch_size=cfg.batch_size, shuffle=True, generator=g)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr_for(round), weight_decay=cfg.weight_decay)
@@ -168,11 +179,22 @@ def train_preferences(
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.4f}", margin=f"{history.steps[-1]['reward_margin']:.3f}")
     bar.close()
+    state_dict = accelerator.get_state_dict(model) if cfg.deepspeed else None  # ZeRO-3: gathered from all ranks
     model = accelerator.unwrap_model(model)
     if cfg.gradient_checkpointing:  # the saved policy samples with its KV cache again
         model.gradient_checkpointing_disable()
         model.config.use_cache = True
     model.eval()
-    if save_to is not None:
-        atomic_save_pretrained(save_to, model, tokenizer)
+    if save_to is not None and accelerator.is_main_process:
+        atomic_save_pretrained(save_to, model, tokenizer, state_dict=state_dict)
+    accelerator.wait_for_everyone()
     return history
+
+
+def deepspeed_config(name: str) -> Path:
+    """infra/deepspeed/<name>.json for "zero2" / "zero3", else ``name`` as a path."""
+    path = Path(__file__).resolve().parents[1] / "infra" / "deepspeed" / f"{name}.json"
+    path = path if name in ("zero2", "zero3") else Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"train.deepspeed = {name!r}: {path} not found")
+    return path

@@ -136,6 +136,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     # a second run in the same folder is a new experiment; this one spends a label budget (APL) and ranks by LSC
     apl = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1")
     apl += " select.acquisition=hybrid select.label_budget=24 select.hybrid_factor=2 judge.combine=lsc"
+    apl += " train.processes=2"  # its train step runs two torchrun processes (DDP over gloo) inside the Metaflow step
     flow("run", "--overrides", apl, cwd=tmp_path, log=log)
     again = Flow("SELMFlow").latest_run
     assert again.successful and again.id not in (killed.id, resumed.id)
@@ -143,9 +144,12 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert len(c.search_model_versions("name='tiny-selm-policy'")) == 3
     metrics = again["end"].task.data.rounds[-1]
     assert metrics["labels"] == 24 and metrics["judge_calls"] + metrics["judge_cache_hits"] == 48
+    assert metrics["loss"] > 0 and Path(again["end"].task.data.policy, "model.safetensors").exists()
     apl_round = Run(again["end"].task.data.round_runs[0])
     assert len(apl_round["select"].task.data.selection.picked) == 24
     assert "data:image/png;base64" in get_cards(apl_round["select"].task)[0].get()  # acquisition scores plot
+    train_log = apl_round["train"].task.stderr
+    assert "OMP_NUM_THREADS environment variable for each process" in train_log  # torchrun started 2 workers
     apl_mlflow = apl_round["start"].task.data.mlflow_run
     assert "records/acquisition.json" in {a.path for a in c.list_artifacts(apl_mlflow, "records")}
     benchmark_records = {a.path for a in c.list_artifacts(apl_mlflow, "benchmarks")}
