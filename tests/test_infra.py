@@ -1,0 +1,60 @@
+"""Infrastructure: both flows validate for Kubernetes, and the team MLflow server script serves real runs."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from conftest import ROOT, free_port
+
+
+@pytest.mark.parametrize("flow", ["round_flow.py", "selm_flow.py"])
+def test_flows_validate_for_kubernetes(flow, tmp_path):
+    """``--with kubernetes show``: the graph and every step's decorators as a cluster deployment would see them (an
+    S3 datastore root is named, nothing is contacted)."""
+    env = {**os.environ, "METAFLOW_DATASTORE_SYSROOT_S3": "s3://selm-example/metaflow"}
+    cmd = [sys.executable, str(ROOT / "flows" / flow), "--datastore=s3", "--with", "kubernetes", "show"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    steps = out.stdout.count("\nStep ") + out.stdout.startswith("Step ")
+    assert steps >= 3 and out.stdout.count("@kubernetes") == steps
+    if flow == "round_flow.py":  # the GPU steps ask for resources
+        for step in ("sample", "train", "evaluate"):
+            block = out.stdout.split(f"Step {step}\n")[0].rsplit("\n\n", 1)[-1]
+            assert "@resources" in block, step
+
+
+def test_mlflow_server_script_serves_runs(tmp_path):
+    from selm import tracking
+    from selm.config import load_recipe
+    from selm.records import Prompt
+
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "PYTHON": sys.executable}
+    server = subprocess.Popen(["bash", str(ROOT / "infra" / "mlflow_server.sh"), str(tmp_path / "store")], env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert server.poll() is None and time.time() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+        os.environ["MLFLOW_TRACKING_URI"] = url
+        run = tracking.start_run(load_recipe(), "via-server")
+        tracking.log_metrics(run, {"heldout_reward": 1.25}, step=1)
+        tracking.log_records(run, [Prompt("a", "add 1 and 2")], "prompts")
+        c = tracking.client()
+        assert c.get_run(run).data.metrics["heldout_reward"] == 1.25
+        assert [a.path for a in c.list_artifacts(run, "records")] == ["records/prompts.jsonl"]
+        assert (tmp_path / "store" / "mlflow.db").exists() and list((tmp_path / "store" / "artifacts").rglob("*.jsonl"))
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        server.terminate()
+        server.wait(timeout=30)
