@@ -55,7 +55,8 @@ class World(Section):
 
 
 class Sampling(Section):
-    backend: Literal["hf"] = "hf"
+    #: "auto": vLLM when a GPU and vllm are present, else Hugging Face generate; or force "hf" / "vllm"
+    backend: Literal["auto", "hf", "vllm"] = "auto"
     n: int = Field(4, ge=1)  # replies per training prompt (≥ 2 unless pairs.dataset_candidates)
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(32, ge=1)

@@ -1,7 +1,7 @@
-"""Sampling from a policy: batched Hugging Face ``generate`` with KV cache, left padding and the chat template.
+"""Sampling from a policy: batched Hugging Face ``generate`` (KV cache, left padding, chat template) or vLLM.
 
-``Sampler.sample`` returns one ``Completion`` per generated reply with its token ids and token log-probs, so
-later stages never re-tokenize text. (The vLLM backend arrives with the scale-out issue and keeps this contract.)
+Both samplers return one ``Completion`` per generated reply with its token ids and token log-probs, so later stages
+never re-tokenize text, and both decode the same ids to the same text.
 """
 
 from __future__ import annotations
@@ -86,11 +86,10 @@ class HFSampler:
             raise ValueError("greedy decoding gives one reply per prompt; set n=1")
         if seed is not None:
             torch.manual_seed(seed)
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit:
-            room = max(1, limit - max_new_tokens)
-            self.truncated += sum(len(x) > room for x in encoded)
-            encoded = [x[-room:] for x in encoded]
+        encoded, cut = truncate_prompts(
+            encoded, getattr(self.model.config, "max_position_embeddings", None), max_new_tokens
+        )
+        self.truncated += cut
         prompts = [Prompt(pid, "") for pid in prompt_ids]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         per_batch = max(1, self.batch_size // n)
@@ -133,16 +132,107 @@ class HFSampler:
         comps = []
         for row, lp in zip(new.tolist(), logp.tolist()):
             end = next((k + 1 for k, t in enumerate(row) if t in self.eos), len(row))
-            text = self.tokenizer.decode(row[:end], skip_special_tokens=True).strip()
-            comps.append(
-                Completion(
-                    prompt_id="",
-                    text=text,
-                    token_ids=row[:end],
-                    token_logprobs=lp[:end],
-                    kind="greedy" if greedy else "sample",
-                    round=0,
-                    policy=self.policy,
-                )
-            )
+            comps.append(completion(self.tokenizer, row[:end], lp[:end], greedy, self.policy))
         return comps
+
+
+def completion(tokenizer, token_ids: list[int], logprobs: list[float], greedy: bool, policy: str) -> Completion:
+    """A generated reply as a record; every backend decodes the same way, so the same ids give the same text."""
+    text = tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+    return Completion("", text, token_ids, logprobs, "greedy" if greedy else "sample", 0, policy)
+
+
+def truncate_prompts(encoded: Sequence[list[int]], context: int | None, max_new_tokens: int) -> tuple[list, int]:
+    """Prompts cut to their last ``context − max_new_tokens`` tokens (the latest turn and the assistant header), and
+    how many were cut."""
+    if not context:
+        return list(encoded), 0
+    room = max(1, context - max_new_tokens)
+    return [x[-room:] for x in encoded], sum(len(x) > room for x in encoded)
+
+
+class VLLMSampler:
+    """The ``HFSampler`` contract on vLLM (``LLM.generate`` with ``SamplingParams(n=…, logprobs=0)``): n replies
+    per prompt, adjacent and in prompt order, with token ids and the log-prob of each sampled token under the
+    sampling distribution, decoded exactly as ``HFSampler`` decodes. ``llm_kwargs`` go to ``vllm.LLM``
+    (``tensor_parallel_size``, ``gpu_memory_utilization``, …)."""
+
+    def __init__(self, path: str | Path, batch_size: int = 256, policy: str = "policy", **llm_kwargs):
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.llm = LLM(model=str(path), **{"dtype": "auto", "seed": 0, **llm_kwargs})
+        self.policy, self.batch_size = policy, batch_size  # vLLM batches by itself; kept for the same signature
+        eos = self.llm.llm_engine.get_tokenizer().eos_token_id
+        self.eos = sorted({e for e in (eos, self.tokenizer.eos_token_id) if e is not None})
+        self.context = self.llm.llm_engine.model_config.max_model_len
+        self.truncated = 0
+
+    def sample(
+        self,
+        prompts: Sequence[Prompt],
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 32,
+        greedy: bool = False,
+        round: int = 0,
+        desc: str = "sample",
+        seed: int | None = None,
+    ) -> list[Completion]:
+        encoded = [encode_prompt(self.tokenizer, p.text) for p in prompts]
+        return self.sample_encoded(
+            encoded, [p.id for p in prompts], n, temperature, max_new_tokens, greedy, round, desc, seed
+        )
+
+    def sample_encoded(
+        self,
+        encoded,
+        prompt_ids,
+        n=1,
+        temperature=1.0,
+        max_new_tokens=32,
+        greedy=False,
+        round=0,
+        desc="sample",
+        seed=None,
+    ) -> list[Completion]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if greedy and n != 1:
+            raise ValueError("greedy decoding gives one reply per prompt; set n=1")
+        encoded, cut = truncate_prompts(encoded, self.context, max_new_tokens)
+        self.truncated += cut
+        params = SamplingParams(
+            n=n,
+            temperature=0.0 if greedy else temperature,
+            top_p=1.0,
+            max_tokens=max_new_tokens,
+            logprobs=0,
+            seed=seed,
+            stop_token_ids=self.eos,
+        )
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(x)) for x in encoded], params, use_tqdm=True)
+        comps = []
+        for pid, out in zip(prompt_ids, outputs):
+            for o in out.outputs:
+                ids = list(o.token_ids)
+                c = completion(
+                    self.tokenizer, ids, [step[t].logprob for step, t in zip(o.logprobs, ids)], greedy, self.policy
+                )
+                c.prompt_id, c.round = pid, round
+                comps.append(c)
+        return comps
+
+
+def make_sampler(backend: str, path: str | Path, batch_size: int, policy: str):
+    """The sampler of ``sampling.backend``: "hf", "vllm", or "auto" = vLLM when a GPU and vllm are present."""
+    if backend == "auto":
+        import importlib.util
+
+        backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
+    if backend == "vllm":
+        return VLLMSampler(path, batch_size, policy)
+    model, tokenizer = load_policy(path)
+    return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy)

@@ -78,11 +78,10 @@ def heldout_prompts(recipe: Recipe) -> list[Prompt]:
     return tinyworld.prompts("heldout", recipe.world.heldout_prompts, seed=HELDOUT_SEED)
 
 
-def _sampler(policy_path: str, batch_size: int, policy_name: str):
-    from selm.sampling import HFSampler, load_policy
+def _sampler(recipe: Recipe, policy_path: str, batch_size: int, policy_name: str):
+    from selm.sampling import make_sampler
 
-    model, tokenizer = load_policy(policy_path)
-    return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy_name)
+    return make_sampler(recipe.sampling.backend, policy_path, batch_size, policy_name)
 
 
 @dataclass
@@ -97,7 +96,7 @@ def sample(policy_path: str, prompts: list[Prompt], recipe: Recipe, round: int, 
     from selm.chat import encode_prompt
 
     s = recipe.sampling
-    sampler = _sampler(policy_path, s.batch_size, policy_name)
+    sampler = _sampler(recipe, policy_path, s.batch_size, policy_name)
     completions = sampler.sample(
         prompts,
         n=s.n,
@@ -398,7 +397,7 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     if recipe.world.name != "tiny":  # no rule judges outside the tiny world: the benchmarks evaluate
         return {}, [], []
     prompts = heldout_prompts(recipe)
-    sampler = _sampler(policy_path, recipe.eval.batch_size, policy_name)
+    sampler = _sampler(recipe, policy_path, recipe.eval.batch_size, policy_name)
     completions = sampler.sample(
         prompts,
         n=1,
@@ -432,7 +431,7 @@ def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
         grader = LLMGrader(llm_endpoint(e.judge.llm), e.judge.llm.concurrency)
     else:
         grader = ProxyGrader(e.judge.embedding_model)
-    sampler = _sampler(policy_path, e.batch_size, policy_name)
+    sampler = _sampler(recipe, policy_path, e.batch_size, policy_name)
     if e.mt_bench.enabled:
         m = e.mt_bench
         questions = mt_bench.load_questions(m.questions or None, m.references or None, m.per_category)
