@@ -64,6 +64,14 @@ def _find_run(client, ident: str):
         return client.get_run(ident)
     except MlflowException:
         pass
+    if re.fullmatch(r"\w+Flow/\d+", ident):  # a Metaflow run: its start step knows its MLflow run (even when resumed)
+        try:
+            from metaflow import Run, namespace
+
+            namespace(None)
+            return client.get_run(Run(ident)["start"].task.data.mlflow_run)
+        except Exception:  # not in this folder's Metaflow datastore: fall back to the tag below
+            pass
     experiments = [e.experiment_id for e in client.search_experiments()]
     for query in (f"tags.metaflow_run = '{ident}'", f"tags.mlflow.runName = '{ident}'"):
         runs = client.search_runs(experiments, query, order_by=["attributes.start_time DESC"], max_results=1)

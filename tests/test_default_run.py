@@ -41,8 +41,11 @@ def test_default_experiment_improves_every_objective(home):  # noqa: F811
 
     # the evaluation suite ran on every round, graded offline by the proxy (and says so in its metric names)
     for r in data.rounds:
-        assert 1 <= r["mt_bench_proxy_score"] <= 10 and r["mt_bench_proxy_graded_turns"] == 16
+        assert (
+            1 <= r["mt_bench_proxy_score"] <= 10 and r["mt_bench_proxy_graded_turns"] == 32
+        )  # 2 questions × 8 categories × 2 turns
         assert 0 <= r["alpaca_eval_proxy_win_rate"] <= 100 and r["alpaca_eval_proxy_judged"] == 40
+        assert 0 <= r["lm_eval_arc_challenge_local_acc"] <= 1 and 0 <= r["lm_eval_truthfulqa_mc1_local_acc"] <= 1
     from metaflow import Run
     from metaflow.cards import get_cards
 

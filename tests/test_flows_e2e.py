@@ -20,8 +20,9 @@ from conftest import QUICK_BUILD, ROOT
 pytestmark = pytest.mark.slow
 
 SELM_FLOW = str(ROOT / "flows" / "selm_flow.py")
+BENCHMARKS_OFF = "eval.mt_bench.enabled=false eval.alpaca_eval.enabled=false eval.lm_eval.tasks=[]"
 REDUCED = " ".join(
-    ["experiment.rounds=2", "world.train_prompts_per_round=128", "world.heldout_prompts=200"]
+    ["experiment.rounds=2", "world.train_prompts_per_round=128", "world.heldout_prompts=200", BENCHMARKS_OFF]
     + [f"policy.tiny.{k}={v}" for k, v in QUICK_BUILD.items()]
 )
 TRAIN_STARTS = re.compile(r"/train/\d+ \(pid \d+\)\] Task is starting")
@@ -134,7 +135,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert "data:image/png;base64" in get_cards(resumed["end"].task)[0].get()
 
     # a second run in the same folder is a new experiment; this one spends a label budget (APL) and ranks by LSC
-    apl = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1")
+    apl = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1").replace(BENCHMARKS_OFF, "")  # benchmarks on
     apl += " select.acquisition=hybrid select.label_budget=24 select.hybrid_factor=2 judge.combine=lsc"
     apl += " train.processes=2"  # its train step runs two torchrun processes (DDP over gloo) inside the Metaflow step
     flow("run", "--overrides", apl, cwd=tmp_path, log=log)
@@ -160,7 +161,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
 
     compare.main([f"SELMFlow/{resumed.id}", f"SELMFlow/{again.id}", "--out", str(tmp_path / "cmp")])
     table = capsys.readouterr().out
-    assert re.search(r"heldout_reward\s+0\s", table) and re.search(r"mt_bench_proxy_score\s+2\s", table)
+    assert re.search(r"heldout_reward\s+0\s", table) and re.search(r"mt_bench_proxy_score\s+1\s+—\s+\d", table)
     assert (tmp_path / "cmp" / "heldout_reward.png").exists()
 
 
