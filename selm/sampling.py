@@ -33,16 +33,9 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return {e for e in eos + [tokenizer.eos_token_id] if e is not None}
 
 
-class HFSampler:
-    """Batched sampling with ``model.generate``; prompts are sorted by length so a batch pads only a little."""
+class Sampler:
+    """What every backend shares: ``sample`` renders prompts with the chat template and calls ``sample_encoded``."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 256, policy: str = "policy"):
-        self.model, self.tokenizer, self.batch_size, self.policy = model, tokenizer, batch_size, policy
-        self.eos = _eos_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos)
-        self.truncated = 0  # prompts cut to fit the context (see sample_encoded)
-
-    @torch.no_grad()
     def sample(
         self,
         prompts: Sequence[Prompt],
@@ -64,6 +57,16 @@ class HFSampler:
         return self.sample_encoded(
             encoded, [p.id for p in prompts], n, temperature, max_new_tokens, greedy, round, desc, seed
         )
+
+
+class HFSampler(Sampler):
+    """Batched sampling with ``model.generate``; prompts are sorted by length so a batch pads only a little."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 256, policy: str = "policy"):
+        self.model, self.tokenizer, self.batch_size, self.policy = model, tokenizer, batch_size, policy
+        self.eos = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos)
+        self.truncated = 0  # prompts cut to fit the context (see sample_encoded)
 
     @torch.no_grad()
     def sample_encoded(
@@ -151,7 +154,7 @@ def truncate_prompts(encoded: Sequence[list[int]], context: int | None, max_new_
     return [x[-room:] for x in encoded], sum(len(x) > room for x in encoded)
 
 
-class VLLMSampler:
+class VLLMSampler(Sampler):
     """The ``HFSampler`` contract on vLLM (``LLM.generate`` with ``SamplingParams(n=…, logprobs=0)``): n replies
     per prompt, adjacent and in prompt order, with token ids and the log-prob of each sampled token under the
     sampling distribution, decoded exactly as ``HFSampler`` decodes. ``llm_kwargs`` go to ``vllm.LLM``
@@ -168,22 +171,6 @@ class VLLMSampler:
         self.eos = sorted({e for e in (eos, self.tokenizer.eos_token_id) if e is not None})
         self.context = self.llm.llm_engine.model_config.max_model_len
         self.truncated = 0
-
-    def sample(
-        self,
-        prompts: Sequence[Prompt],
-        n: int = 1,
-        temperature: float = 1.0,
-        max_new_tokens: int = 32,
-        greedy: bool = False,
-        round: int = 0,
-        desc: str = "sample",
-        seed: int | None = None,
-    ) -> list[Completion]:
-        encoded = [encode_prompt(self.tokenizer, p.text) for p in prompts]
-        return self.sample_encoded(
-            encoded, [p.id for p in prompts], n, temperature, max_new_tokens, greedy, round, desc, seed
-        )
 
     def sample_encoded(
         self,

@@ -56,9 +56,6 @@ def judge_server():
     Yields (base_url, model path). Started once per test session; stopped at the end.
     """
     import subprocess
-    import time
-
-    import requests
 
     from selm.tinyworld.judge_lm import serve_command, tiny_judge_lm_path
 
@@ -67,17 +64,45 @@ def judge_server():
     log = open(ROOT / ".selm_cache" / "judge_server.log", "w") if (ROOT / ".selm_cache").exists() else None
     proc = subprocess.Popen(serve_command(path, port), stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    wait_for_http(f"{base}/health", proc, "transformers serve (log: .selm_cache/judge_server.log)")
+    yield f"{base}/v1", str(path)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def wait_for_http(url: str, proc, what: str, timeout: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fail the test if ``proc`` dies or ``timeout`` passes first."""
+    import time
+
+    import requests
+
+    deadline = time.time() + timeout
     while True:
         try:
-            if requests.get(f"{base}/health", timeout=2).status_code == 200:
-                break
+            if requests.get(url, timeout=2).status_code == 200:
+                return
         except requests.ConnectionError:
             pass
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            pytest.fail(f"transformers serve did not come up on {base} (log: .selm_cache/judge_server.log)")
+            pytest.fail(f"{what} did not come up at {url}")
         time.sleep(0.5)
-    yield f"{base}/v1", str(path)
-    proc.terminate()
-    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def round_pairs(tiny_policy_dir):
+    """Real preference pairs of one round of the quick tiny policy (96 prompts, rule judges)."""
+    import torch
+
+    from selm import stages
+    from selm.config import load_recipe
+
+    recipe = load_recipe(None, ["world.train_prompts_per_round=96"])
+    prompts = stages.train_prompts(recipe, 1)
+    torch.manual_seed(0)
+    samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
+    selection = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
+    judgments = stages.judge_completions(prompts, samples.completions, recipe)
+    pairs = stages.make_pairs(samples, selection, judgments, recipe, 1)
+    assert len(pairs) > 20
+    return pairs

@@ -3,12 +3,10 @@
 import os
 import subprocess
 import sys
-import time
 
 import pytest
-import requests
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, wait_for_http
 
 
 @pytest.mark.parametrize("flow", ["round_flow.py", "selm_flow.py"])
@@ -37,15 +35,7 @@ def test_mlflow_server_script_serves_runs(tmp_path):
     server = subprocess.Popen(["bash", str(ROOT / "infra" / "mlflow_server.sh"), str(tmp_path / "store")], env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None and time.time() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
+        wait_for_http(f"{url}/health", server, "mlflow server")
         os.environ["MLFLOW_TRACKING_URI"] = url
         run = tracking.start_run(load_recipe(), "via-server")
         tracking.log_metrics(run, {"heldout_reward": 1.25}, step=1)

@@ -9,8 +9,6 @@ import sys
 import pytest
 import torch
 
-from selm import stages
-from selm.config import load_recipe
 from selm.records import write_jsonl
 from selm.sampling import load_policy
 
@@ -18,17 +16,6 @@ pytestmark = pytest.mark.slow
 
 # one DeepSpeed process without a launcher (else DeepSpeed looks for mpi4py)
 ONE_PROCESS = dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", LOCAL_WORLD_SIZE="1")
-
-
-@pytest.fixture(scope="module")
-def pairs(tiny_policy_dir):
-    recipe = load_recipe(None, ["world.train_prompts_per_round=64"])
-    prompts = stages.train_prompts(recipe, 1)
-    torch.manual_seed(0)
-    samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
-    selection = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
-    judgments = stages.judge_completions(prompts, samples.completions, recipe)
-    return stages.make_pairs(samples, selection, judgments, recipe, 1)
 
 
 def train_in_subprocess(tiny_policy_dir, pairs, overrides, tmp_path, env=None):
@@ -51,7 +38,7 @@ def train_in_subprocess(tiny_policy_dir, pairs, overrides, tmp_path, env=None):
     return json.loads(line.removeprefix("HISTORY ")), tmp_path / "policy"
 
 
-def test_deepspeed_zero2_and_zero3_train_like_plain_accelerate(tiny_policy_dir, pairs, tmp_path):
+def test_deepspeed_zero2_and_zero3_train_like_plain_accelerate(tiny_policy_dir, round_pairs, tmp_path):
     runs = {}
     for name, overrides, env in [
         ("plain", [], None),
@@ -59,7 +46,7 @@ def test_deepspeed_zero2_and_zero3_train_like_plain_accelerate(tiny_policy_dir, 
         ("zero3", ["train.deepspeed=zero3"], ONE_PROCESS),
     ]:
         (tmp_path / name).mkdir()
-        runs[name] = train_in_subprocess(tiny_policy_dir, pairs, overrides, tmp_path / name, env)
+        runs[name] = train_in_subprocess(tiny_policy_dir, round_pairs, overrides, tmp_path / name, env)
     losses = {name: [s["loss"] for s in history] for name, (history, _) in runs.items()}
     assert losses["plain"][-1] < losses["plain"][0]
     for name in ("zero2", "zero3"):  # the same optimisation, sharded (one shard here)
@@ -70,8 +57,8 @@ def test_deepspeed_zero2_and_zero3_train_like_plain_accelerate(tiny_policy_dir, 
             assert torch.allclose(a, b, atol=1e-4), k
 
 
-def test_two_torchrun_processes_train_with_ddp(tiny_policy_dir, pairs, tmp_path):
-    history, policy = train_in_subprocess(tiny_policy_dir, pairs, ["train.processes=2"], tmp_path)
+def test_two_torchrun_processes_train_with_ddp(tiny_policy_dir, round_pairs, tmp_path):
+    history, policy = train_in_subprocess(tiny_policy_dir, round_pairs, ["train.processes=2"], tmp_path)
     # each optimizer step sees 16 pairs per process: half as many steps as one process with the same batch size
-    assert len(history) == 2 * -(-len(pairs) // 32) and history[-1]["reward_margin"] > 0
+    assert len(history) == 2 * -(-len(round_pairs) // 32) and history[-1]["reward_margin"] > 0
     assert (policy / "model.safetensors").exists() and not list(tmp_path.glob(".policy.tmp-*"))

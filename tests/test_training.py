@@ -6,24 +6,10 @@ import os
 import pytest
 import torch
 
-from selm import stages
 from selm.config import load_recipe
 from selm.logprobs import batched_sequence_logprobs
 from selm.sampling import load_policy
 from selm.training import NonFiniteLossError, reference_logps, train_preferences
-
-
-@pytest.fixture(scope="module")
-def round_pairs(tiny_policy_dir):
-    recipe = load_recipe(None, ["world.train_prompts_per_round=96"])
-    prompts = stages.train_prompts(recipe, 1)
-    torch.manual_seed(0)
-    samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
-    selection = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
-    judgments = stages.judge_completions(prompts, samples.completions, recipe)
-    pairs = stages.make_pairs(samples, selection, judgments, recipe, 1)
-    assert len(pairs) > 20
-    return pairs
 
 
 @pytest.mark.parametrize("loss", ["selm", "dpo"])
