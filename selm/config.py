@@ -125,6 +125,16 @@ class Select(Section):
     hybrid_factor: int = Field(2, ge=1)  # hybrid: entropy shortlists label_budget × hybrid_factor prompts
 
 
+class LoRA(Section):
+    """Low-rank adapters (peft) for small GPUs: only the adapters train; the saved policy has them merged in."""
+
+    enabled: bool = False
+    r: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
 class Train(Section):
     loss: Literal["selm", "dpo"] = "selm"
     beta: float = Field(0.1, gt=0)
@@ -146,6 +156,7 @@ class Train(Section):
     deepspeed: str = ""
     #: training processes on this machine (torchrun; one per GPU); > 1 trains with DDP, or DeepSpeed if set
     processes: int = Field(1, ge=1)
+    lora: LoRA = LoRA()
     #: tokens per sequence: the prompt keeps its last max_prompt_length tokens, each reply is cut to fit max_length
     max_length: int = Field(1024, ge=2)
     max_prompt_length: int = Field(512, ge=1)

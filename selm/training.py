@@ -116,6 +116,8 @@ def train_preferences(
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
+    if cfg.lora.enabled:  # after the reference log-probs: at step 0 the adapters are zero, so nothing differs
+        model = with_lora(model, cfg)
     mixed = "bf16" if cfg.precision == "bf16" else "no"
     # accelerate keeps one global state per process; a sweep may train with another precision in the same process
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -133,7 +135,8 @@ def train_preferences(
     )
     g = torch.Generator().manual_seed(seed * 1000 + round)
     loader = torch.utils.data.DataLoader(range(len(pairs)), batch_size=cfg.batch_size, shuffle=True, generator=g)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr_for(round), weight_decay=cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # all of them, or the LoRA adapters
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr_for(round), weight_decay=cfg.weight_decay)
     total = math.ceil(len(loader) / cfg.grad_accum) * cfg.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
@@ -179,8 +182,10 @@ def train_preferences(
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.4f}", margin=f"{history.steps[-1]['reward_margin']:.3f}")
     bar.close()
-    state_dict = accelerator.get_state_dict(model) if cfg.deepspeed else None  # ZeRO-3: gathered from all ranks
+    state_dict = accelerator.get_state_dict(model) if cfg.deepspeed and not cfg.lora.enabled else None  # ZeRO-3
     model = accelerator.unwrap_model(model)
+    if cfg.lora.enabled:  # the policy is saved, sampled and registered as a plain model
+        model = model.merge_and_unload()
     if cfg.gradient_checkpointing:  # the saved policy samples with its KV cache again
         model.gradient_checkpointing_disable()
         model.config.use_cache = True
@@ -189,6 +194,16 @@ def train_preferences(
         atomic_save_pretrained(save_to, model, tokenizer, state_dict=state_dict)
     accelerator.wait_for_everyone()
     return history
+
+
+def with_lora(model, cfg: Train):
+    """The model with peft LoRA adapters on ``cfg.lora.target_modules``; only the adapters require gradients.
+    LoRA's B matrices start at zero, so the wrapped model computes exactly what the base model computes."""
+    from peft import LoraConfig, get_peft_model
+
+    c = cfg.lora
+    config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=list(c.target_modules))
+    return get_peft_model(model, config)
 
 
 def deepspeed_config(name: str) -> Path:

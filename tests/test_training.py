@@ -75,3 +75,18 @@ def test_bf16_and_gradient_checkpointing_train_and_save_a_usable_policy(tiny_pol
     assert all(math.isfinite(s["loss"]) for s in history.steps) and history.summary()["reward_margin"] > 0
     saved, _ = load_policy(tmp_path / "policy")
     assert saved.config.use_cache and not saved.is_gradient_checkpointing
+
+
+def test_lora_trains_adapters_only_and_saves_a_merged_policy(tiny_policy_dir, round_pairs, tmp_path):
+    base, tok = load_policy(tiny_policy_dir)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    model, _ = load_policy(tiny_policy_dir)
+    overrides = ["train.lora.enabled=true", "train.lora.r=8", "train.epochs=3", "train.learning_rate=3e-3"]
+    history = train_preferences(model, tok, round_pairs, load_recipe(None, overrides).train, 1, save_to=tmp_path / "p")
+    assert history.steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)  # adapters start at zero
+    assert history.summary()["reward_margin"] > 0.05
+    saved, _ = load_policy(tmp_path / "p")
+    assert type(saved).__name__ == "LlamaForCausalLM" and set(saved.state_dict()) == set(before)  # merged, plain
+    changed = {k for k, v in saved.state_dict().items() if not torch.allclose(v, before[k])}
+    assert changed and all(k.split(".")[-2].endswith("proj") for k in changed)  # only adapted projections moved
+    assert "model.embed_tokens.weight" not in changed
