@@ -9,15 +9,26 @@ Usually launched by SELMFlow (one run per round); also runs alone for debugging:
     python flows/round_flow.py run --round 1
 
 Each step loads its inputs, calls one function of ``selm.stages``, stores artifacts, logs to MLflow and renders
-its card. ``@resources`` says what a real-scale run needs; local runs ignore it.
+its card. ``@resources`` says what a real-scale run needs (the recipe's ``[resources]``, handed over as the Config
+``resources``: ``--config-value resources '{"train": {"gpu": 8, ...}}'`` when run alone); local runs ignore it.
 """
 
-from metaflow import FlowSpec, Parameter, card, current, resources, step
+import json
+
+from metaflow import Config, FlowSpec, Parameter, card, current, resources, step
+
+from selm.config import Resources
 
 # Heavy imports (torch, transformers, mlflow) stay inside the steps: the card renderer re-imports this file.
 
 
+def parse_resources(text: str) -> dict:
+    """The Config ``resources``: a (partial) JSON ``[resources]`` section, validated and completed with defaults."""
+    return Resources.model_validate(json.loads(text)).model_dump()
+
+
 class RoundFlow(FlowSpec):
+    step_resources = Config("resources", default_value="{}", parser=parse_resources)
     recipe_json = Parameter("recipe_json", default="", help="Resolved recipe as JSON (SELMFlow passes it)")
     recipe = Parameter("recipe", default="tiny_selm", help="Recipe name or .toml path, used when recipe_json is empty")
     round = Parameter("round", default=1, type=int, help="Round index, 1-based")
@@ -57,7 +68,7 @@ class RoundFlow(FlowSpec):
         current.card.append(cards.table([{"id": p.id, "prompt": p.text, **p.meta} for p in self.prompts[:20]]))
         self.next(self.sample)
 
-    @resources(gpu=1, memory=32000)
+    @resources(gpu=step_resources.sample.gpu, cpu=step_resources.sample.cpu, memory=step_resources.sample.memory)
     @card(type="blank")
     @step
     def sample(self):
@@ -83,7 +94,7 @@ class RoundFlow(FlowSpec):
         )
         self.next(self.select)
 
-    @resources(gpu=1, memory=32000)
+    @resources(gpu=step_resources.select.gpu, cpu=step_resources.select.cpu, memory=step_resources.select.memory)
     @card(type="blank")
     @step
     def select(self):
@@ -116,6 +127,7 @@ class RoundFlow(FlowSpec):
             current.card.append(cards.table(sorted(rows, key=lambda r: r["rank"] or 10**9)[:40]))
         self.next(self.judge)
 
+    @resources(gpu=step_resources.judge.gpu, cpu=step_resources.judge.cpu, memory=step_resources.judge.memory)
     @card(type="blank")
     @step
     def judge(self):
@@ -161,7 +173,7 @@ class RoundFlow(FlowSpec):
         )
         self.next(self.train)
 
-    @resources(gpu=1, memory=64000)
+    @resources(gpu=step_resources.train.gpu, cpu=step_resources.train.cpu, memory=step_resources.train.memory)
     @card(type="blank")
     @step
     def train(self):
@@ -182,7 +194,7 @@ class RoundFlow(FlowSpec):
         current.card.append(cards.figure(plots.training_curves(history.steps, f"round {self.round}")))
         self.next(self.evaluate)
 
-    @resources(gpu=1, memory=32000)
+    @resources(gpu=step_resources.evaluate.gpu, cpu=step_resources.evaluate.cpu, memory=step_resources.evaluate.memory)
     @card(type="blank")
     @step
     def evaluate(self):

@@ -82,6 +82,7 @@ class SELMFlow(FlowSpec):
                 experiment=self.experiment_id,
                 mlflow_parent=self.mlflow_run,
             ),
+            resources=self.config.resources.model_dump(),
         )
         data = child["end"].task.data
         self.reference, self.policy = self.policy, data.policy_out  # next round's policy and its own reference

@@ -207,6 +207,23 @@ class Eval(Section):
     lm_eval: LMEval = LMEval()
 
 
+class StepResources(Section):
+    gpu: int = Field(0, ge=0)
+    cpu: int = Field(1, ge=1)
+    memory: int = Field(4096, ge=256)  # MB
+
+
+class Resources(Section):
+    """Each RoundFlow step's ``@resources`` (what ``--with kubernetes`` / ``batch`` request; local runs ignore it).
+    SELMFlow hands these to every round as the RoundFlow Config ``resources``."""
+
+    sample: StepResources = StepResources(gpu=1, cpu=8, memory=64000)
+    select: StepResources = StepResources(gpu=1, cpu=4, memory=32000)
+    judge: StepResources = StepResources(cpu=4, memory=16000)
+    train: StepResources = StepResources(gpu=1, cpu=8, memory=64000)
+    evaluate: StepResources = StepResources(gpu=1, cpu=4, memory=32000)
+
+
 class Hardware(Section):
     """The GPUs a real-scale recipe is meant for; ``python -m selm.plan`` checks the memory estimate against them."""
 
@@ -232,6 +249,7 @@ class Recipe(Section):
     train: Train = Train()
     eval: Eval = Eval()
     hardware: Hardware = Hardware()
+    resources: Resources = Resources()
     tracking: Tracking = Tracking()
 
     @model_validator(mode="after")

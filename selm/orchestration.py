@@ -27,8 +27,10 @@ def latest_round_run(experiment_id: str, round: int):
     return max(runs, key=lambda r: r.created_at) if runs else None
 
 
-def run_round_flow(flow_file: str | Path, experiment_id: str, round: int, params: dict):
-    """Reuse, resume or start the round's RoundFlow run; return the successful client ``Run``."""
+def run_round_flow(flow_file: str | Path, experiment_id: str, round: int, params: dict, resources: dict | None = None):
+    """Reuse, resume or start the round's RoundFlow run; return the successful client ``Run``.
+
+    ``resources`` (the recipe's ``[resources]``) becomes the RoundFlow Config that sizes each step's ``@resources``."""
     from metaflow import Runner
 
     tags = [f"selm_experiment:{experiment_id}", f"round:{round}"]
@@ -36,7 +38,8 @@ def run_round_flow(flow_file: str | Path, experiment_id: str, round: int, params
     if previous is not None and previous.successful:
         print(f"round {round}: reusing finished run {previous.pathspec}")
         return previous
-    runner = Runner(str(flow_file), show_output=True)
+    configs = {"config_value": [("resources", resources)]} if resources is not None else {}
+    runner = Runner(str(flow_file), show_output=True, **configs)
     if previous is not None:
         print(f"round {round}: resuming unfinished run {previous.pathspec}")
         result = runner.resume(origin_run_id=previous.id, tags=tags)

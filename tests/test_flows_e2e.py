@@ -138,6 +138,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     apl = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1").replace(BENCHMARKS_OFF, "")  # benchmarks on
     apl += " select.acquisition=hybrid select.label_budget=24 select.hybrid_factor=2 judge.combine=lsc"
     apl += " train.processes=2"  # its train step runs two torchrun processes (DDP over gloo) inside the Metaflow step
+    apl += " resources.train.gpu=2 resources.train.memory=12345"  # sizes the round's @resources (a Metaflow Config)
     flow("run", "--overrides", apl, cwd=tmp_path, log=log)
     again = Flow("SELMFlow").latest_run
     assert again.successful and again.id not in (killed.id, resumed.id)
@@ -149,6 +150,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     apl_round = Run(again["end"].task.data.round_runs[0])
     assert len(apl_round["select"].task.data.selection.picked) == 24
     assert "data:image/png;base64" in get_cards(apl_round["select"].task)[0].get()  # acquisition scores plot
+    assert apl_round["start"].task.data.step_resources["train"] == {"gpu": 2, "cpu": 8, "memory": 12345}
     train_log = apl_round["train"].task.stderr
     assert "OMP_NUM_THREADS environment variable for each process" in train_log  # torchrun started 2 workers
     apl_mlflow = apl_round["start"].task.data.mlflow_run
