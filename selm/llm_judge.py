@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from itertools import combinations
 from pathlib import Path
@@ -186,7 +186,6 @@ class LLMEndpoint:
     backoff_s: float = 1.0
     price_in_per_mtok: float = 0.0
     price_out_per_mtok: float = 0.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -200,8 +199,12 @@ class LLMEndpoint:
     def chat(self, system: str, user: str, session: requests.Session | None = None) -> ChatReply:
         """One chat completion, retried with backoff on transient failures."""
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens}
-        body["temperature"] = self.temperature
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
         url = self.base_url.rstrip("/") + "/chat/completions"
         post = (session or requests).post
         last = ""
@@ -232,7 +235,7 @@ class LLMEndpoint:
                     )
             if attempt < self.max_retries:
                 backoff = self.backoff_s * 2**attempt * (1 + 0.25 * random.random())
-                self.sleep(retry_after if retry_after is not None else backoff)
+                time.sleep(retry_after if retry_after is not None else backoff)
         raise JudgeUnavailable(
             f"LLM judge {url} (model {self.model}) failed {self.max_retries + 1} times; last error: {last}"
         )
