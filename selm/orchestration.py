@@ -38,13 +38,12 @@ def run_round_flow(flow_file: str | Path, experiment_id: str, round: int, params
     if previous is not None and previous.successful:
         print(f"round {round}: reusing finished run {previous.pathspec}")
         return previous
-    configs = {"config_value": [("resources", resources)]} if resources is not None else {}
-    runner = Runner(str(flow_file), show_output=True, **configs)
-    if previous is not None:
+    if previous is not None:  # a resumed run keeps the Config of the run it resumes (Metaflow refuses a new one)
         print(f"round {round}: resuming unfinished run {previous.pathspec}")
-        result = runner.resume(origin_run_id=previous.id, tags=tags)
+        result = Runner(str(flow_file), show_output=True).resume(origin_run_id=previous.id, tags=tags)
     else:
-        result = runner.run(tags=tags, **params)
+        configs = {"config_value": [("resources", resources)]} if resources is not None else {}
+        result = Runner(str(flow_file), show_output=True, **configs).run(tags=tags, **params)
     if not result.run.successful:
         raise RoundFailed(
             f"round {round} failed in {result.run.pathspec}; fix the cause and run `python flows/selm_flow.py resume`"
