@@ -213,15 +213,28 @@ class StepResources(Section):
     memory: int = Field(4096, ge=256)  # MB
 
 
+def _step_resources(gpu: int, cpu: int, memory: int) -> type[StepResources]:
+    """StepResources whose defaults are this step's, so overriding one value keeps the step's other defaults."""
+    fields = {"gpu": Field(gpu, ge=0), "cpu": Field(cpu, ge=1), "memory": Field(memory, ge=256)}
+    return type("StepResources", (StepResources,), {"__annotations__": {k: int for k in fields}, **fields})
+
+
+_SampleResources = _step_resources(gpu=1, cpu=8, memory=64000)
+_SelectResources = _step_resources(gpu=1, cpu=4, memory=32000)
+_JudgeResources = _step_resources(gpu=0, cpu=4, memory=16000)
+_TrainResources = _step_resources(gpu=1, cpu=8, memory=64000)
+_EvaluateResources = _step_resources(gpu=1, cpu=4, memory=32000)
+
+
 class Resources(Section):
     """Each RoundFlow step's ``@resources`` (what ``--with kubernetes`` / ``batch`` request; local runs ignore it).
     SELMFlow hands these to every round as the RoundFlow Config ``resources``."""
 
-    sample: StepResources = StepResources(gpu=1, cpu=8, memory=64000)
-    select: StepResources = StepResources(gpu=1, cpu=4, memory=32000)
-    judge: StepResources = StepResources(cpu=4, memory=16000)
-    train: StepResources = StepResources(gpu=1, cpu=8, memory=64000)
-    evaluate: StepResources = StepResources(gpu=1, cpu=4, memory=32000)
+    sample: _SampleResources = _SampleResources()
+    select: _SelectResources = _SelectResources()
+    judge: _JudgeResources = _JudgeResources()
+    train: _TrainResources = _TrainResources()
+    evaluate: _EvaluateResources = _EvaluateResources()
 
 
 class Hardware(Section):

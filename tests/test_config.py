@@ -74,3 +74,11 @@ def test_acquisition_needs_a_budget_and_entropy_needs_temperature_one():
     with pytest.raises(RecipeError, match="sampling.temperature must be 1.0"):
         load_recipe(None, ["select.acquisition=hybrid", "select.label_budget=8", "sampling.temperature=0.7"])
     assert load_recipe(None, ["select.acquisition=certainty", "select.label_budget=8"]).select.label_budget == 8
+
+
+def test_overriding_one_resource_keeps_the_steps_other_defaults():
+    r = load_recipe(None, ["resources.train.gpu=2", "resources.train.memory=12345"]).resources
+    assert r.train.model_dump() == {"gpu": 2, "cpu": 8, "memory": 12345}
+    assert r.judge.model_dump() == {"gpu": 0, "cpu": 4, "memory": 16000}
+    with pytest.raises(RecipeError, match="resources.train.gpus: unknown key"):
+        load_recipe(None, ["resources.train.gpus=2"])
