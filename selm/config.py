@@ -213,28 +213,44 @@ class StepResources(Section):
     memory: int = Field(4096, ge=256)  # MB
 
 
-def _step_resources(gpu: int, cpu: int, memory: int) -> type[StepResources]:
-    """StepResources whose defaults are this step's, so overriding one value keeps the step's other defaults."""
-    fields = {"gpu": Field(gpu, ge=0), "cpu": Field(cpu, ge=1), "memory": Field(memory, ge=256)}
-    return type("StepResources", (StepResources,), {"__annotations__": {k: int for k in fields}, **fields})
+class SampleResources(StepResources):  # each step's own defaults: overriding one value keeps the others
+    gpu: int = Field(1, ge=0)
+    cpu: int = Field(8, ge=1)
+    memory: int = Field(64000, ge=256)
 
 
-_SampleResources = _step_resources(gpu=1, cpu=8, memory=64000)
-_SelectResources = _step_resources(gpu=1, cpu=4, memory=32000)
-_JudgeResources = _step_resources(gpu=0, cpu=4, memory=16000)
-_TrainResources = _step_resources(gpu=1, cpu=8, memory=64000)
-_EvaluateResources = _step_resources(gpu=1, cpu=4, memory=32000)
+class SelectResources(StepResources):
+    gpu: int = Field(1, ge=0)
+    cpu: int = Field(4, ge=1)
+    memory: int = Field(32000, ge=256)
+
+
+class JudgeResources(StepResources):
+    cpu: int = Field(4, ge=1)
+    memory: int = Field(16000, ge=256)
+
+
+class TrainResources(StepResources):
+    gpu: int = Field(1, ge=0)
+    cpu: int = Field(8, ge=1)
+    memory: int = Field(64000, ge=256)
+
+
+class EvaluateResources(StepResources):
+    gpu: int = Field(1, ge=0)
+    cpu: int = Field(4, ge=1)
+    memory: int = Field(32000, ge=256)
 
 
 class Resources(Section):
     """Each RoundFlow step's ``@resources`` (what ``--with kubernetes`` / ``batch`` request; local runs ignore it).
     SELMFlow hands these to every round as the RoundFlow Config ``resources``."""
 
-    sample: _SampleResources = _SampleResources()
-    select: _SelectResources = _SelectResources()
-    judge: _JudgeResources = _JudgeResources()
-    train: _TrainResources = _TrainResources()
-    evaluate: _EvaluateResources = _EvaluateResources()
+    sample: SampleResources = SampleResources()
+    select: SelectResources = SelectResources()
+    judge: JudgeResources = JudgeResources()
+    train: TrainResources = TrainResources()
+    evaluate: EvaluateResources = EvaluateResources()
 
 
 class Hardware(Section):

@@ -80,5 +80,9 @@ def test_overriding_one_resource_keeps_the_steps_other_defaults():
     r = load_recipe(None, ["resources.train.gpu=2", "resources.train.memory=12345"]).resources
     assert r.train.model_dump() == {"gpu": 2, "cpu": 8, "memory": 12345}
     assert r.judge.model_dump() == {"gpu": 0, "cpu": 4, "memory": 16000}
+    import pickle
+
+    recipe = load_recipe(None, ["resources.train.gpu=2"])
+    assert pickle.loads(pickle.dumps(recipe)) == recipe  # Metaflow stores the recipe as a pickled artifact
     with pytest.raises(RecipeError, match="resources.train.gpus: unknown key"):
         load_recipe(None, ["resources.train.gpus=2"])
