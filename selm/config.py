@@ -11,12 +11,30 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 DEFAULT_RECIPE = "tiny_selm"
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+# A "one value or one per round" field is validated against the branch its input's shape picks, so a bad value gives
+# one error at the key itself instead of one per union branch ("must be > 0" and "must be a list"); ``_format`` drops
+# these tags from the error's location.
+_SCALAR, _PER_ROUND = "one value", "per-round list"
+
+
+def _scalar_or_list(value) -> str:
+    return _PER_ROUND if isinstance(value, list) else _SCALAR
+
+
+PositiveFloatOrPerRound = Annotated[
+    Annotated[PositiveFloat, Tag(_SCALAR)] | Annotated[list[PositiveFloat], Tag(_PER_ROUND)],
+    Discriminator(_scalar_or_list),
+]
 
 
 class Section(BaseModel):
@@ -96,7 +114,7 @@ class Judge(Section):
     embedding_model: str = "all-MiniLM-L6-v2"
     reference_key: str = "answer"
     #: weight of each rule objective in the combined reward (raw weighted sum); a reward model is one objective
-    weights: dict[Literal["correctness", "conciseness", "safety"], float] = {
+    weights: dict[Literal["correctness", "conciseness", "safety"], NonNegativeFloat] = {
         "correctness": 1.0,
         "conciseness": 0.5,
         "safety": 1.0,
@@ -139,8 +157,8 @@ class Train(Section):
     loss: Literal["selm", "dpo"] = "selm"
     beta: float = Field(0.1, gt=0)
     alpha: float = Field(1e-3, ge=0)  # SELM optimism weight; ignored by dpo
-    #: one learning rate for every round, or one per round (the paper decays it across iterations)
-    learning_rate: float | list[float] = 1e-3
+    #: one learning rate for every round, or one per round (the paper decays it across iterations); each > 0
+    learning_rate: PositiveFloatOrPerRound = 1e-3
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(32, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -176,6 +194,8 @@ class BenchmarkJudge(Section):
 
 class MTBench(Section):
     enabled: bool = False
+    #: true = fail at validation (preflight) when the data is absent; false = skip the benchmark with a reason
+    required: bool = False
     per_category: int | None = Field(None, ge=1)  # first N questions of each of the 8 categories; None = all 80
     max_new_tokens: int = Field(1024, ge=1)
     questions: str = ""  # path override of question.jsonl ("" = $SELM_DATA_DIR, else the official source)
@@ -184,6 +204,8 @@ class MTBench(Section):
 
 class AlpacaEval(Section):
     enabled: bool = False
+    #: true = fail at validation (preflight) when the data is absent; false = skip the benchmark with a reason
+    required: bool = False
     limit: int | None = Field(None, ge=2)  # first N of the 805 instructions; None = all
     max_new_tokens: int = Field(2048, ge=1)
     baseline_outputs: str = ""  # path override of the gpt4_1106_preview model_outputs.json
@@ -194,6 +216,8 @@ class LMEval(Section):
     """lm-eval-harness tasks: standard names need the hub; ``*_local`` ones read $SELM_DATA_DIR (see evals)."""
 
     tasks: list[str] = []
+    #: true = fail at validation (preflight) when a task's data is absent; false = drop the task with a reason
+    required: bool = False
     limit: int | None = Field(None, ge=1)  # examples per task; None = all
     batch_size: int = Field(32, ge=1)
 
@@ -337,7 +361,7 @@ class RecipeError(ValueError):
 def _format(err: ValidationError, source: str) -> str:
     lines = [f"invalid recipe {source}:"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in e["loc"] if p not in (_SCALAR, _PER_ROUND)) or "(top level)"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
         if key.endswith("api_key_env"):  # someone may have pasted the key itself: never echo it
             msg = "must be the NAME of the environment variable holding the key (e.g. OPENAI_API_KEY), not the key"
@@ -348,13 +372,21 @@ def _format(err: ValidationError, source: str) -> str:
 
 
 def _parse_override(item: str) -> tuple[list[str], object]:
+    """``section.key=value`` → (dotted key parts, value). The value is TOML; what is not TOML is a bare string
+    (``train.loss=dpo``), or, in brackets, a list of bare strings: the shell strips the quotes of
+    ``eval.lm_eval.tasks=["a","b"]``, so ``[a,b]`` must mean the same."""
     if "=" not in item:
         raise RecipeError(f"override {item!r} must look like section.key=value")
     key, raw = item.split("=", 1)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw  # bare strings: train.loss=dpo
+        text = raw.strip()
+        if text.startswith("[") and text.endswith("]"):
+            value = [s.strip().strip("'\"").strip() for s in text[1:-1].split(",")]
+            value = [s for s in value if s]  # [] and a trailing comma give no empty names
+        else:
+            value = raw  # bare strings: train.loss=dpo
     return key.strip().split("."), value
 
 

@@ -29,8 +29,9 @@ OFFICIAL = {
 }
 
 
-def resolve(relative: str, explicit: str | None = None) -> Path:
-    """The file to read for ``relative`` (a key of ``OFFICIAL`` or any path under the data dir)."""
+def resolve(relative: str, explicit: str | None = None, timeout: float = 60) -> Path:
+    """The file to read for ``relative`` (a key of ``OFFICIAL`` or any path under the data dir); a download from the
+    official source waits at most ``timeout`` seconds for each connect and read (preflight probes with a short one)."""
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
@@ -48,7 +49,7 @@ def resolve(relative: str, explicit: str | None = None) -> Path:
         import requests
 
         try:
-            r = requests.get(OFFICIAL[relative], timeout=60)
+            r = requests.get(OFFICIAL[relative], timeout=timeout)
             r.raise_for_status()
         except requests.RequestException as e:
             raise FileNotFoundError(

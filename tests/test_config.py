@@ -86,3 +86,40 @@ def test_overriding_one_resource_keeps_the_steps_other_defaults():
     assert pickle.loads(pickle.dumps(recipe)) == recipe  # Metaflow stores the recipe as a pickled artifact
     with pytest.raises(RecipeError, match="resources.train.gpus: unknown key"):
         load_recipe(None, ["resources.train.gpus=2"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.learning_rate=0", "train.learning_rate: Input should be greater than 0"),
+        ("train.learning_rate=-1e-3", "train.learning_rate: Input should be greater than 0"),
+        ("train.learning_rate=[1e-3, 0.0, 5e-4]", "train.learning_rate.1: Input should be greater than 0"),
+        ("judge.weights.safety=-1", "judge.weights.safety: Input should be greater than or equal to 0"),
+    ],
+)
+def test_learning_rates_must_be_positive_and_weights_not_negative(override, key):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(None, [override])
+    assert key in str(e.value)
+    assert "list" not in str(e.value).split(key)[1].splitlines()[0]  # one error at the key, not one per union branch
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["[arc_challenge_local,truthfulqa_mc1_local]", "[arc_challenge_local, truthfulqa_mc1_local]",
+     '["arc_challenge_local","truthfulqa_mc1_local"]', "['arc_challenge_local', truthfulqa_mc1_local,]"],
+)
+def test_list_overrides_without_quotes_are_lists_of_names(spelling):
+    r = load_recipe(None, [f"eval.lm_eval.tasks={spelling}"])
+    assert r.eval.lm_eval.tasks == ["arc_challenge_local", "truthfulqa_mc1_local"]
+
+
+def test_empty_list_override_and_numeric_lists_stay_typed():
+    assert load_recipe(None, ["eval.lm_eval.tasks=[]"]).eval.lm_eval.tasks == []
+    r = load_recipe(None, ["experiment.rounds=2", "train.learning_rate=[1e-3,5e-4]"])
+    assert r.train.learning_rate == [1e-3, 5e-4] and isinstance(load_recipe().train.learning_rate, float)
+
+
+def test_benchmarks_are_optional_unless_required():
+    e = load_recipe(None, ["eval.mt_bench.required=true"]).eval
+    assert e.mt_bench.required and not e.alpaca_eval.required and not e.lm_eval.required
