@@ -51,11 +51,16 @@ class RoundFlow(FlowSpec):
         self.policy_in_name = f"round-{self.round - 1}" if self.round > 1 else "sft"
         self.prompts = stages.train_prompts(self.config, self.round)
         self.out_dir = str(stages.round_dir(self.config, self.experiment_id, self.round))
-        self.mlflow_run = tracking.start_run(
+        self.mlflow_run = tracking.start_run(  # found again if a killed start had opened it
             self.config,
             f"round-{self.round}",
+            key=f"{self.experiment_id}/round-{self.round}",
             parent_run_id=self.mlflow_parent or None,
-            tags={"round": str(self.round), "metaflow_run": current.pathspec.rsplit("/", 2)[0]},
+            tags={
+                "round": str(self.round),
+                "selm_experiment": self.experiment_id,
+                "metaflow_run": current.pathspec.rsplit("/", 2)[0],
+            },
         )
         self.timings = {}
         current.card.append(
@@ -225,7 +230,7 @@ class RoundFlow(FlowSpec):
     @card(type="blank")
     @step
     def end(self):
-        """Register the round's policy (aliases round-k, champion) and close the MLflow run."""
+        """Register the round's policy (aliases <experiment>-round-k, champion) and close the MLflow run."""
         from selm import cards, tracking
 
         self.metrics = {
@@ -239,7 +244,7 @@ class RoundFlow(FlowSpec):
             "round": self.round,
         }
         self.registered = tracking.register_policy(
-            self.mlflow_run, self.policy_out, self.config, self.round, self.eval_metrics
+            self.mlflow_run, self.policy_out, self.config, self.round, self.eval_metrics, self.experiment_id
         )
         tracking.finish_run(self.mlflow_run)
         current.card.append(

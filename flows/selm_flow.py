@@ -5,6 +5,10 @@
     python flows/selm_flow.py run --overrides "train.loss=dpo experiment.rounds=2"
     python flows/selm_flow.py resume                           # after a crash or kill: finished work is reused
 
+Before Metaflow starts, the command line is checked (``selm.orchestration.main``): a bad recipe or environment
+fails in seconds with nothing started; ``resume`` of a finished experiment does nothing; ``resume`` of one that is
+still running is refused.
+
 ``run_round`` loops onto itself (Metaflow allows a loop only on a split-switch step) and launches one RoundFlow
 run per round with Metaflow's Runner, so every round is a real run with its own steps, cards and ``resume``.
 A round that already succeeded for this experiment is reused; one that failed or was killed is resumed.
@@ -24,29 +28,38 @@ class SELMFlow(FlowSpec):
     @card(type="blank")
     @step
     def start(self):
-        """Validate the recipe, make sure the initial policy exists, open the experiment run, evaluate round 0."""
+        """Check the recipe and everything it names, make sure the initial policy exists, open (or, resumed, find
+        again) the experiment's MLflow run, evaluate round 0."""
         import shlex
 
-        from selm import cards, stages, tracking
+        from selm import cards, preflight, stages, tracking
         from selm.config import load_recipe
+        from selm.orchestration import experiment_of
 
-        self.config = load_recipe(self.recipe, shlex.split(self.overrides))  # fails here, naming the bad key
-        self.experiment_id = f"SELMFlow-{current.run_id}"
+        self.experiment_id = experiment_of(current.run_id, current.tags)  # the same for every resume
+        checked = preflight.check(load_recipe(self.recipe, shlex.split(self.overrides)))  # fails here, naming the key
+        self.config, self.skipped = checked.recipe, checked.skipped
+        for name, why in self.skipped.items():
+            print(f"skipped {name}: {why}")
         self.timings = {}
         with stages.timed(self.timings, "initial_policy"):
             self.policy = stages.initial_policy_path(self.config)
         self.mlflow_run = tracking.start_run(
-            self.config, self.config.experiment.name, tags={"metaflow_run": f"SELMFlow/{current.run_id}"}
+            self.config,
+            self.config.experiment.name,
+            key=self.experiment_id,
+            tags={"metaflow_run": f"SELMFlow/{current.run_id}", "selm_experiment": self.experiment_id},
         )
-        with stages.timed(self.timings, "evaluate"):
+        tracking.set_tags(self.mlflow_run, {"benchmarks_skipped": tracking.describe(self.skipped)})
+        with tracking.failed_on_error(self.mlflow_run), stages.timed(self.timings, "evaluate"):
             metrics, _, _ = stages.evaluate(self.policy, self.config, 0, "sft")
             bench_metrics, bench_records = stages.benchmarks(self.policy, self.config, 0, "sft")
             metrics |= bench_metrics
         for name, records in bench_records.items():
             tracking.log_records(self.mlflow_run, records, f"{name}_round0", "benchmarks")
-        tracking.log_metrics(
-            self.mlflow_run, {**metrics, "time_initial_policy_s": self.timings["time_initial_policy_s"]}, step=0
-        )
+        round0 = {**metrics, "time_initial_policy_s": self.timings["time_initial_policy_s"]}
+        tracking.log_metrics_once(self.mlflow_run, round0, step=0)
+        print(f"round 0 (initial policy): {stages.headline(metrics)}")
         self.rounds = [{"round": 0, **metrics}]
         self.round = 1
         self.reference = self.policy  # round 1's policy is its own reference
@@ -60,6 +73,7 @@ class SELMFlow(FlowSpec):
         current.card.append(cards.table([{"key": k, "value": v} for k, v in self.config.flat().items()]))
         current.card.append(cards.markdown("## Round 0 (initial policy), held-out"))
         current.card.append(cards.metrics_table(metrics))
+        cards.skipped(current.card, self.skipped)
         cards.benchmarks(current.card, bench_metrics, bench_records)
         self.next(self.run_round)
 
@@ -67,28 +81,32 @@ class SELMFlow(FlowSpec):
     @step
     def run_round(self):
         """Run (or reuse, or resume) the RoundFlow run of round ``self.round``, then loop or finish."""
-        from selm import cards, plots, tracking
+        from selm import cards, plots, stages, tracking
         from selm.orchestration import run_round_flow
 
-        child = run_round_flow(
-            ROUND_FLOW,
-            experiment_id=self.experiment_id,
-            round=self.round,
-            params=dict(
-                recipe_json=self.config.model_dump_json(),
+        round_key = f"{self.experiment_id}/round-{self.round}"
+        tracking.reopen(self.mlflow_run, tracking.find_run(self.config, round_key))  # a resumed round runs again
+        with tracking.failed_on_error(self.mlflow_run, lambda: tracking.find_run(self.config, round_key)):
+            child = run_round_flow(
+                ROUND_FLOW,
+                experiment_id=self.experiment_id,
                 round=self.round,
-                policy=self.policy,
-                reference=self.reference,
-                experiment=self.experiment_id,
-                mlflow_parent=self.mlflow_run,
-            ),
-            resources=self.config.resources.model_dump(),
-        )
+                params=dict(
+                    recipe_json=self.config.model_dump_json(),
+                    round=self.round,
+                    policy=self.policy,
+                    reference=self.reference,
+                    experiment=self.experiment_id,
+                    mlflow_parent=self.mlflow_run,
+                ),
+                resources=self.config.resources.model_dump(),
+            )
         data = child["end"].task.data
         self.reference, self.policy = self.policy, data.policy_out  # next round's policy and its own reference
         self.rounds = self.rounds + [data.metrics]
         self.round_runs = self.round_runs + [child.pathspec]
-        tracking.log_metrics(self.mlflow_run, data.metrics, step=self.round)
+        tracking.log_metrics_once(self.mlflow_run, data.metrics, step=self.round)
+        print(f"round {self.round} done: {stages.headline(data.metrics)}")
         current.card.append(cards.markdown(f"# Round {self.round} — `{child.pathspec}`"))
         current.card.append(
             cards.figure(
@@ -122,6 +140,8 @@ class SELMFlow(FlowSpec):
         current.card.append(cards.table(self.improvement))
         current.card.append(cards.table([{k: v for k, v in r.items() if not k.endswith("_se")} for r in self.rounds]))
         print(f"experiment {self.experiment_id} done; MLflow run {self.mlflow_run}")
+        for name, why in self.skipped.items():
+            print(f"  skipped {name}: {why}")
         for row in self.improvement:
             print("  {objective:>12}: {before:.4f} -> {after:.4f}  (delta {delta:+.4f}, z {z:.1f})".format(**row))
 
@@ -129,4 +149,6 @@ class SELMFlow(FlowSpec):
 HELDOUT_PLOTS = ("heldout_reward", "heldout_correctness", "heldout_conciseness", "heldout_safety", "heldout_good_all")
 
 if __name__ == "__main__":
-    SELMFlow()
+    from selm.orchestration import main
+
+    main(SELMFlow)

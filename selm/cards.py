@@ -58,3 +58,9 @@ def benchmarks(card, metrics: Mapping[str, float], records: Mapping[str, Sequenc
     for name, rows in records.items():
         card.append(markdown(f"## {name}: first answers and judgments"))
         card.append(table([{k: v for k, v in r.items() if k != "baseline"} for r in rows[:12]]))
+
+
+def skipped(card, reasons: Mapping[str, str]) -> None:
+    """A card section listing the benchmarks that did not run, and why (their data was absent)."""
+    if reasons:
+        card.append(markdown("## Skipped benchmarks\n" + "\n".join(f"- **{k}**: {v}" for k, v in reasons.items())))

@@ -1,17 +1,59 @@
-"""Launching one RoundFlow run per round, so that a re-entered round is reused or resumed, never repeated.
+"""Running an experiment with Metaflow: one RoundFlow run per round, and a command line that never duplicates work.
 
-Each round's run carries the tags ``selm_experiment:<id>`` and ``round:<k>``; before launching, the newest run
-with those tags is looked up: a successful one is reused as is, an unfinished or failed one is resumed with
-Metaflow's ``resume`` (which clones its finished steps), and only when there is none is a new run started.
+**Experiment identity.** An experiment is ``SELMFlow-<id of its first run>``. ``resume`` creates a new Metaflow run,
+so the command line tags it ``selm_experiment:<experiment>`` (the experiment of the run it resumes): every run of
+one experiment, however often it was resumed and wherever it was killed, names the same experiment, MLflow parent
+run, round runs and registered versions.
+
+**Rounds.** Each round's RoundFlow run carries the tags ``selm_experiment:<id>`` and ``round:<k>``; before
+launching, the newest run with those tags is looked up: a successful one is reused as is, an unfinished or failed
+one is resumed with Metaflow's ``resume`` (which clones its finished steps), and only when there is none is a new run
+started.
+
+**The command line** (``guard_command_line``, called before Metaflow parses it) refuses, before any run exists:
+a ``run`` whose recipe or environment is bad (nothing is written: no Metaflow run, no parameters on disk, no
+MLflow database); a ``resume`` of a finished experiment (it says so and does nothing); a ``resume`` of an experiment
+that is still running. "Running" is not a guess: every ``run`` / ``resume`` process holds an ``flock`` on a file in
+``.metaflow/selm-locks`` for its whole life, which the kernel releases when the process dies, even by ``kill -9``.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import re
+import signal
+import sys
 from pathlib import Path
+
+FLOW = "SELMFlow"
+EXPERIMENT_TAG = "selm_experiment:"
 
 
 class RoundFailed(RuntimeError):
     pass
+
+
+# ---------------------------------------------------------------- experiment identity
+
+
+def experiment_of(run_id: str, tags=()) -> str:
+    """The experiment a SELMFlow run belongs to: its ``selm_experiment:`` tag (a resumed run), else its own id."""
+    for t in tags:
+        if t.startswith(EXPERIMENT_TAG):
+            return t[len(EXPERIMENT_TAG) :]
+    return f"{FLOW}-{run_id}"
+
+
+def experiment_of_run(run_id: str) -> str:
+    from metaflow import Run, namespace
+
+    namespace(None)
+    return experiment_of(run_id, Run(f"{FLOW}/{run_id}").tags)
+
+
+# ---------------------------------------------------------------- rounds
 
 
 def latest_round_run(experiment_id: str, round: int):
@@ -21,31 +63,239 @@ def latest_round_run(experiment_id: str, round: int):
 
     namespace(None)
     try:
-        runs = list(Flow("RoundFlow").runs(f"selm_experiment:{experiment_id}", f"round:{round}"))
+        runs = list(Flow("RoundFlow").runs(f"{EXPERIMENT_TAG}{experiment_id}", f"round:{round}"))
     except MetaflowNotFound:
         return None
     return max(runs, key=lambda r: r.created_at) if runs else None
 
 
-def run_round_flow(flow_file: str | Path, experiment_id: str, round: int, params: dict, resources: dict | None = None):
+def run_round_flow(
+    flow_file: str | Path,
+    experiment_id: str,
+    round: int,
+    params: dict,
+    resources: dict | None = None,
+):
     """Reuse, resume or start the round's RoundFlow run; return the successful client ``Run``.
 
-    ``resources`` (the recipe's ``[resources]``) becomes the RoundFlow Config that sizes each step's ``@resources``."""
+    ``resources`` (the recipe's ``[resources]``) becomes the RoundFlow Config that sizes each step's ``@resources``.
+    One line per step is printed (``round 1: train``); the child's full log stays in Metaflow, and the tail of a
+    failed round's log is printed."""
+    import asyncio
+
     from metaflow import Runner
 
-    tags = [f"selm_experiment:{experiment_id}", f"round:{round}"]
+    tags = [f"{EXPERIMENT_TAG}{experiment_id}", f"round:{round}"]
     previous = latest_round_run(experiment_id, round)
     if previous is not None and previous.successful:
         print(f"round {round}: reusing finished run {previous.pathspec}")
         return previous
     if previous is not None:  # a resumed run keeps the Config of the run it resumes (Metaflow refuses a new one)
         print(f"round {round}: resuming unfinished run {previous.pathspec}")
-        result = Runner(str(flow_file), show_output=True).resume(origin_run_id=previous.id, tags=tags)
+        runner, launch = Runner(str(flow_file)), dict(method="async_resume", origin_run_id=previous.id, tags=tags)
     else:
         configs = {"config_value": [("resources", resources)]} if resources is not None else {}
-        result = Runner(str(flow_file), show_output=True, **configs).run(tags=tags, **params)
-    if not result.run.successful:
+        runner, launch = Runner(str(flow_file), **configs), dict(method="async_run", tags=tags, **params)
+    run, log = asyncio.run(_follow(runner, f"round {round}", **launch))
+    if not run.successful:
+        print("\n".join(log.splitlines()[-40:]), file=sys.stderr)
         raise RoundFailed(
-            f"round {round} failed in {result.run.pathspec}; fix the cause and run `python flows/selm_flow.py resume`"
+            f"round {round} failed in {run.pathspec} (full log: python flows/round_flow.py logs {run.id}/STEP); "
+            "fix the cause and run `python flows/selm_flow.py resume`"
         )
-    return result.run
+    return run
+
+
+_STEP_STARTS = re.compile(r"\[[^/\]]+/(\w+)/\d+ \(pid \d+\)\] Task is starting")
+
+
+async def _follow(runner, label: str, method: str, **kwargs):
+    """Launch the child run, print ``<label>: <step>`` as each step starts; return (client Run, its whole log)."""
+    async with runner:
+        executing = await getattr(runner, method)(**kwargs)
+        async for _, line in executing.stream_log("stdout"):
+            m = _STEP_STARTS.search(line)
+            if m:
+                print(f"{label}: {m.group(1)}", flush=True)
+        await executing.wait()
+        return executing.run, executing.stdout + executing.stderr
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def guard_command_line(argv: list[str]):
+    """Checks made before Metaflow sees the command line; returns the held process lock (keep it open).
+
+    ``run``: the recipe and everything it names are validated (``selm.preflight``); a bad one exits 1 with the
+    reason, before Metaflow stores the run's parameters (a pasted API key never reaches the disk).
+    ``resume``: a finished experiment exits 0 saying so; one still running in another process exits 1.
+    Both: ``.metaflow`` is created race-free (two experiments may start together in one folder) and the process
+    takes its lock."""
+    command = next((a for a in argv if a in ("run", "resume")), None)
+    if command is None:
+        return None
+    if command == "run":
+        _validate_run(argv)  # first: a bad recipe leaves nothing behind, not even a .metaflow folder
+    root = _datastore_root()
+    experiment = None
+    if command == "resume":
+        origin = _option(argv, "--origin-run-id") or _latest_run_id(root)
+        if origin is None:
+            return None  # Metaflow explains that there is nothing to resume
+        experiment = experiment_of_run(origin)
+        _refuse_finished(origin, experiment)
+        argv.extend(["--tag", f"{EXPERIMENT_TAG}{experiment}"])
+    return _take_lock(root / "selm-locks", experiment, argv)
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _datastore_root() -> Path:
+    """The local ``.metaflow`` folder Metaflow will use (found upwards from the cwd), created if absent — with
+    ``exist_ok``, because Metaflow's own ``os.mkdir`` fails when two runs start together in a new folder."""
+    from metaflow.plugins.datastores.local_storage import LocalStorage
+
+    found = LocalStorage.get_datastore_root_from_config(lambda *a, **k: None, create_on_absent=False)
+    root = Path(found) if found else Path.cwd() / LocalStorage.DATASTORE_DIR
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def _latest_run_id(root: Path) -> str | None:
+    path = root / FLOW / "latest_run"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _validate_run(argv: list[str]) -> None:
+    import shlex
+
+    from selm import preflight
+    from selm.config import RecipeError, load_recipe
+
+    try:
+        recipe = load_recipe(_option(argv, "--recipe"), shlex.split(_option(argv, "--overrides") or ""))
+        preflight.check(recipe)
+    except RecipeError as e:
+        sys.exit(f"{e}\nNothing was started. Fix the recipe or the environment and `run` again.")
+
+
+def _refuse_finished(origin: str, experiment: str) -> None:
+    """Exit 0 if the experiment already finished: in ``origin`` itself, or in a resume of it (Metaflow resumes
+    the latest *started* run, which stays the failed original after a successful resume)."""
+    from metaflow import Flow, Run
+
+    runs = [Run(f"{FLOW}/{origin}"), *Flow(FLOW).runs(f"{EXPERIMENT_TAG}{experiment}")]
+    done = next((r for r in runs if r.successful), None)
+    if done is not None:
+        print(f"experiment {experiment} already finished (run {done.pathspec}); nothing to resume.")
+        sys.exit(0)
+
+
+def _take_lock(folder: Path, experiment: str | None, argv: list[str]):
+    """Lock this process's file and record which experiment it runs; refuse if another live process runs it.
+
+    A ``run`` learns its experiment only once Metaflow allocated the run id: it is read from the ``--run-id-file``
+    added here. The check-and-register is serialised by a folder-wide lock, so two ``resume`` typed at once cannot
+    both pass."""
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".guard", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if experiment is not None:
+            for pid, other in _live_experiments(folder):
+                if other == experiment:
+                    sys.exit(
+                        f"experiment {experiment} is still running (process {pid}); wait for it to finish, or stop "
+                        f"it (Ctrl-C / kill {pid}) and then resume."
+                    )
+        me = folder / f"{os.getpid()}.lock"
+        lock = open(me, "w")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        record = {"experiment": experiment}
+        if experiment is None and _option(argv, "--run-id-file") is None:
+            record["run_id_file"] = str(folder / f"{os.getpid()}.run_id")
+            argv.extend(["--run-id-file", record["run_id_file"]])
+        (folder / f"{os.getpid()}.json").write_text(json.dumps(record))
+    return lock
+
+
+def _live_experiments(folder: Path):
+    """(pid, experiment) of every process that holds its lock; files of dead processes are removed."""
+    for lock_file in folder.glob("*.lock"):
+        pid = lock_file.stem
+        with open(lock_file, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                alive = True
+            else:
+                alive = False
+        if not alive:
+            for stale in folder.glob(f"{pid}.*"):
+                stale.unlink(missing_ok=True)
+            continue
+        try:
+            record = json.loads((folder / f"{pid}.json").read_text())
+        except (OSError, ValueError):
+            continue
+        experiment = record.get("experiment")
+        if experiment is None and record.get("run_id_file") and os.path.exists(record["run_id_file"]):
+            experiment = f"{FLOW}-{Path(record['run_id_file']).read_text().strip()}"
+        yield pid, experiment
+
+
+_stopped_by: list[str] = []  # the signal that stopped this process, for the last message
+
+
+def _interrupt(signum, frame):
+    """SIGTERM is handled like Ctrl-C: every process under this one (Metaflow's tasks, a round's own Metaflow run
+    and its tasks) gets the SIGINT a terminal would have sent them, so that none goes on alone; then Metaflow stops
+    as on Ctrl-C."""
+    if not _stopped_by and signum == signal.SIGTERM:
+        for pid in _descendants(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    _stopped_by.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` (read from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def main(flow_class) -> None:
+    """The flow file's entry point: guard the command line, run Metaflow, and say what happened on a stop."""
+    lock = guard_command_line(sys.argv)  # noqa: F841  (held until the process exits)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        flow_class()
+    finally:
+        if _stopped_by:
+            print(
+                f"\nselm: stopped by {_stopped_by[0]}; finished steps are kept. Continue the experiment with "
+                "`python flows/selm_flow.py resume`.",
+                file=sys.stderr,
+            )

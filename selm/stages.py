@@ -477,6 +477,17 @@ def reward_metrics(judgments: list[Judgment], prefix: str) -> dict[str, float]:
     return out
 
 
+def headline(metrics: dict[str, float]) -> str:
+    """One log line of a round's held-out result: the combined reward (± SE) and the benchmarks' main numbers."""
+    parts = []
+    if "heldout_reward" in metrics:
+        parts.append(f"held-out reward {metrics['heldout_reward']:.4f} ± {metrics['heldout_reward_se']:.4f}")
+    for key in ("mt_bench_proxy_score", "mt_bench_score", "alpaca_eval_proxy_win_rate", "alpaca_eval_win_rate"):
+        if key in metrics:
+            parts.append(f"{key} {metrics[key]:.2f}")
+    return ", ".join(parts) or "no held-out metrics"
+
+
 def improvement(
     before: dict[str, float],
     after: dict[str, float],

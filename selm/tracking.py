@@ -2,15 +2,22 @@
 
 Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<cwd>/mlflow.db`` (MLflow's own default for
 3.x). All functions take run ids explicitly, because each Metaflow step is its own process.
+
+Everything here may be repeated by a resumed step without duplicating anything: runs are found again by their
+``selm_key`` tag, per-round metrics are logged once per step, a round's policy is registered once per run.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -25,27 +32,73 @@ POLICY_REQUIREMENTS = ["torch", "transformers", "accelerate", "tokenizers"]
 CHAMPION = "champion"
 
 
+#: the tag that identifies a run across resumes: "<experiment>" for the parent, "<experiment>/round-<k>" for a round
+KEY_TAG = "selm_key"
+_ready: set[str] = set()  # tracking URIs whose database this process has seen initialised
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
 def client() -> MlflowClient:
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    """A client of the tracking server. A new sqlite database is created under a file lock: two experiments
+    started together in one folder would otherwise both run MLflow's schema migrations and one would crash."""
+    uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and uri not in _ready:
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial tables..."
+        with _sqlite_lock(uri):
+            c = MlflowClient(uri)
+            c.search_experiments(max_results=1)  # creates and migrates the tables
+            c.search_registered_models(max_results=1)
+        _ready.add(uri)
     return MlflowClient(uri)
 
 
+def _sqlite_lock(uri: str):
+    """An exclusive lock on ``<database>.lock`` for the life of the returned file (a context manager)."""
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    f = open(f"{db}.lock", "w")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    return f
+
+
 def _experiment_id(c: MlflowClient, name: str) -> str:
-    exp = c.get_experiment_by_name(name)
-    return exp.experiment_id if exp else c.create_experiment(name)
+    uri = tracking_uri()
+    with _sqlite_lock(uri) if uri.startswith("sqlite:///") else open(os.devnull):  # create it once, not twice
+        exp = c.get_experiment_by_name(name)
+        return exp.experiment_id if exp else c.create_experiment(name)
 
 
-def start_run(recipe: Recipe, name: str, parent_run_id: str | None = None, tags: Mapping[str, str] = ()) -> str:
-    """Create a run (nested under ``parent_run_id`` if given) with the resolved recipe as params."""
+def start_run(
+    recipe: Recipe, name: str, key: str, parent_run_id: str | None = None, tags: Mapping[str, str] = ()
+) -> str:
+    """The run tagged ``selm_key = key`` (nested under ``parent_run_id`` if given), with the resolved recipe as
+    params: created the first time, found again (and marked RUNNING) when a resumed step asks a second time."""
     c = client()
-    all_tags = {MLFLOW_RUN_NAME: name, **dict(tags)}
+    experiment = _experiment_id(c, recipe.tracking.mlflow_experiment)
+    found = c.search_runs([experiment], f"tags.{KEY_TAG} = '{key}'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+        c.update_run(run_id, status="RUNNING")
+        return run_id
+    all_tags = {MLFLOW_RUN_NAME: name, KEY_TAG: key, **dict(tags)}
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    run = c.create_run(_experiment_id(c, recipe.tracking.mlflow_experiment), tags=all_tags)
+    run = c.create_run(experiment, tags=all_tags)
     params = [mlflow.entities.Param(k, v[:6000]) for k, v in recipe.flat().items()]
     c.log_batch(run.info.run_id, params=params)
     return run.info.run_id
+
+
+def find_run(recipe: Recipe, key: str) -> str | None:
+    """The id of the run tagged ``selm_key = key``, if there is one."""
+    c = client()
+    exp = c.get_experiment_by_name(recipe.tracking.mlflow_experiment)
+    found = c.search_runs([exp.experiment_id], f"tags.{KEY_TAG} = '{key}'", max_results=1) if exp else []
+    return found[0].info.run_id if found else None
 
 
 def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -59,12 +112,25 @@ def log_curves(run_id: str, steps: Iterable[Mapping[str, float]], prefix: str) -
     _log_batch(run_id, [(f"{prefix}/{k}", v, int(s["step"])) for s in steps for k, v in s.items() if k != "step"])
 
 
+def log_metrics_once(run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    """``log_metrics`` at ``step`` unless they were logged there already (a resumed step that logged them before
+    it was killed): one batch is one database transaction, so one metric tells whether all were logged."""
+    numbers = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if numbers and any(m.step == step for m in client().get_metric_history(run_id, numbers[0])):
+        return
+    log_metrics(run_id, metrics, step)
+
+
 def _log_batch(run_id: str, rows: list[tuple[str, float, int]]) -> None:
     """(name, value, step) rows in batches of 1000, MLflow's limit per call."""
     now = int(time.time() * 1000)
     metrics = [mlflow.entities.Metric(k, float(v), now, step) for k, v, step in rows]
     for i in range(0, len(metrics), 1000):
         client().log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def log_params(run_id: str, params: Mapping[str, str]) -> None:
+    client().log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in params.items()])
 
 
 def log_records(run_id: str, records: list, name: str, artifact_path: str = "records") -> None:
@@ -81,22 +147,79 @@ def log_dict(run_id: str, data: dict, name: str) -> None:
     client().log_text(run_id, json.dumps(data, indent=2, default=str), name)
 
 
+def describe(reasons: Mapping[str, str]) -> str:
+    """``name: why; name: why`` (or "none"): what did not run, as one tag value."""
+    return "; ".join(f"{name}: {why}" for name, why in reasons.items()) or "none"
+
+
+def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    c = client()
+    for k, v in tags.items():
+        c.set_tag(run_id, k, v)
+
+
 def finish_run(run_id: str, status: str = "FINISHED") -> None:
+    """Close a run: FINISHED, FAILED or KILLED."""
     client().set_terminated(run_id, status)
 
 
-def register_policy(run_id: str, policy_path: str, recipe: Recipe, round: int, metrics: Mapping[str, float]) -> dict:
+def reopen(*run_ids: str | None) -> None:
+    """Mark FAILED or KILLED runs RUNNING again: a resumed step continues them (a FINISHED run stays closed)."""
+    c = client()
+    for run_id in filter(None, run_ids):
+        if c.get_run(run_id).info.status in ("FAILED", "KILLED"):
+            c.update_run(run_id, status="RUNNING")
+
+
+@contextmanager
+def failed_on_error(*runs: str | Callable[[], str | None] | None):
+    """Close ``runs`` (ids, or functions that find one) as FAILED if the block raises, KILLED on Ctrl-C / SIGTERM,
+    and re-raise: a failed step never leaves its MLflow runs RUNNING. ``resume`` reopens them."""
+    try:
+        yield
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+        for run in runs:
+            run_id = run() if callable(run) else run
+            if run_id:
+                finish_run(run_id, status)
+        raise
+
+
+def champion_scale(recipe: Recipe) -> str:
+    """What makes ``tracking.champion_metric`` comparable between two versions: the metric, the world and its
+    held-out set, the objective weights and the evaluation settings. Versions with different scales never compete."""
+    definition = {
+        "metric": recipe.tracking.champion_metric,
+        "world": recipe.world.model_dump(exclude={"train_prompts_per_round"}),
+        "weights": recipe.judge.weights,
+        "eval": recipe.eval.model_dump(exclude={"batch_size"}),
+        "max_new_tokens": recipe.sampling.max_new_tokens,
+    }
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def experiment_alias(experiment_id: str, what: str) -> str:
+    """A per-experiment alias (``selmflow-17954-round-2``): another experiment cannot overwrite it."""
+    return f"{experiment_id.lower()}-{what}"
+
+
+def register_policy(
+    run_id: str, policy_path: str, recipe: Recipe, round: int, metrics: Mapping[str, float], experiment_id: str
+) -> dict:
     """Log the round's policy with ``mlflow.transformers`` and register it as a model version.
 
-    Sets the alias ``round-<k>`` and moves ``champion`` to this version when its ``tracking.champion_metric``
-    beats the current champion's. Idempotent: a version already registered from this run is reused (a resumed step does
-    not register twice). Returns {name, version, champion}.
+    Aliases: ``<experiment>-round-<k>``; ``<experiment>-champion``, the experiment's best version by
+    ``tracking.champion_metric``; and ``champion``, the best version of the registered model among those on the
+    same ``champion_scale`` (a version measured on another scale never displaces it). Idempotent: a version already
+    registered from this run is reused (a resumed step does not register twice). Returns {name, version, champion}.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     c = client()
     name, metric = recipe.tracking.registered_model, recipe.tracking.champion_metric
     score = float(metrics.get(metric, float("-inf")))  # a round without the metric never becomes champion
+    scale = champion_scale(recipe)
     existing = [v for v in c.search_model_versions(f"name='{name}'") if v.run_id == run_id]
     if existing:
         version = str(existing[0].version)
@@ -114,15 +237,27 @@ def register_policy(run_id: str, policy_path: str, recipe: Recipe, round: int, m
                 registered_model_name=name,
             )
         version = str(info.registered_model_version)
-        c.set_model_version_tag(name, version, metric, str(score))
-        c.set_model_version_tag(name, version, "round", str(round))
-    c.set_registered_model_alias(name, f"round-{round}", version)
+    tags = {metric: str(score), "round": str(round), "selm_experiment": experiment_id, "champion_scale": scale}
+    for k, v in tags.items():  # after a kill between registration and tagging, a resumed step completes them
+        c.set_model_version_tag(name, version, k, v)
+    c.set_registered_model_alias(name, experiment_alias(experiment_id, f"round-{round}"), version)
+    _move_alias_if_better(c, name, experiment_alias(experiment_id, CHAMPION), version, metric, score)
+    champion = _move_alias_if_better(c, name, CHAMPION, version, metric, score, scale)
+    return {"name": name, "version": version, "champion": champion}
+
+
+def _move_alias_if_better(
+    c: MlflowClient, name: str, alias: str, version: str, metric: str, score: float, scale: str | None = None
+) -> bool:
+    """Point ``alias`` at ``version`` if its ``score`` beats the current holder's (or there is none, or the holder
+    is on another scale than ``scale`` — then it stays: scales never compete). True when ``version`` holds it."""
     try:
-        current = c.get_model_version_by_alias(name, CHAMPION)
-        best, best_version = float(current.tags.get(metric, "-inf")), str(current.version)
+        holder = c.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException:
-        best, best_version = float("-inf"), None
-    if score > best:
-        c.set_registered_model_alias(name, CHAMPION, version)
-        best_version = version
-    return {"name": name, "version": version, "champion": best_version == version}
+        holder = None
+    if holder is not None and scale is not None and holder.tags.get("champion_scale") != scale:
+        return False
+    if holder is None or str(holder.version) == version or score > float(holder.tags.get(metric, "-inf")):
+        c.set_registered_model_alias(name, alias, version)
+        return True
+    return False

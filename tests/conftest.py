@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the public evaluation data beside the checkout, as CI has it (tests that need it skip or say so without it)
+SHARED_DATA = Path(os.environ.get("SELM_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 
 os.environ.setdefault("USERNAME", "selm-tests")
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -106,3 +108,14 @@ def round_pairs(tiny_policy_dir):
     pairs = stages.make_pairs(samples, selection, judgments, recipe, 1)
     assert len(pairs) > 20
     return pairs
+
+
+def card_text(task) -> str:
+    """The text of a task's first Metaflow card: its components are base64-encoded JSON inside the HTML."""
+    import base64
+    import re
+
+    from metaflow.cards import get_cards
+
+    html = get_cards(task)[0].get()
+    return "\n".join(base64.b64decode(m).decode() for m in re.findall(r'__MF_DATA__\["[^"]+"\] = "([^"]+)"', html))

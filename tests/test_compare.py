@@ -7,7 +7,7 @@ from selm.config import load_recipe
 
 
 def experiment(recipe, name, metaflow_run, rewards, mt_bench):
-    run = tracking.start_run(recipe, name, tags={"metaflow_run": metaflow_run})
+    run = tracking.start_run(recipe, name, key=metaflow_run, tags={"metaflow_run": metaflow_run})
     for k, (r, mt) in enumerate(zip(rewards, mt_bench)):
         tracking.log_metrics(run, {"heldout_reward": r, "heldout_reward_se": 0.01, "mt_bench_proxy_score": mt}, step=k)
     tracking.log_metrics(run, {"time_train_s": 3.0}, step=1)  # not shown by default
@@ -17,14 +17,16 @@ def experiment(recipe, name, metaflow_run, rewards, mt_bench):
 def test_side_by_side_table_deltas_and_plots(mlflow_home, tiny_policy_dir, capsys):
     selm = experiment(load_recipe(), "tiny-selm", "SELMFlow/1", [1.6, 1.8, 1.9], [2.0, 2.5, 2.25])
     experiment(load_recipe(None, ["train.loss=dpo"]), "tiny-dpo", "SELMFlow/2", [1.6, 1.7, 1.75], [2.0, 2.0, 2.5])
-    round_run = tracking.start_run(load_recipe(), "round-2", parent_run_id=selm, tags={"round": "2"})
+    round_run = tracking.start_run(load_recipe(), "round-2", key="exp/round-2", parent_run_id=selm, tags={"round": "2"})
     tracking.log_metrics(round_run, {"heldout_reward": 1.8})
-    registered = tracking.register_policy(round_run, str(tiny_policy_dir), load_recipe(), 2, {"heldout_reward": 1.8})
+    registered = tracking.register_policy(
+        round_run, str(tiny_policy_dir), load_recipe(), 2, {"heldout_reward": 1.8}, "SELMFlow-1"
+    )
 
     c = tracking.client()
     by_id, by_tag, by_name = (compare.load_series(c, i) for i in (selm, "SELMFlow/2", "tiny-dpo"))
     assert by_id.rounds[2]["heldout_reward"] == 1.9 and by_tag.rounds == by_name.rounds
-    version = compare.load_series(c, "models:/tiny-selm-policy@round-2")
+    version = compare.load_series(c, "models:/tiny-selm-policy@selmflow-1-round-2")
     assert version.label == f"tiny-selm-policy v{registered['version']}" and version.rounds == {
         2: {"heldout_reward": 1.8}
     }

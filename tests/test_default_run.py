@@ -1,35 +1,53 @@
 """The default experiment exactly as a new user runs it: ``python flows/selm_flow.py run``, no arguments.
 
-Acceptance of the walking skeleton: three rounds of SELM on the tiny world complete on a CPU, and the held-out
-reward after round 3 beats the SFT policy's by more than two standard errors (≥ 500 held-out prompts), on the
-combined reward and on every objective.
+Acceptance of the walking skeleton, in the newcomer's condition (a scratch folder, ``SELM_DATA_DIR`` unset, nothing
+beside it, offline): three rounds of SELM on the tiny world complete on a CPU, the held-out reward after round 3
+beats the SFT policy's by more than two standard errors (≥ 500 held-out prompts), on the combined reward and on
+every objective, and the benchmarks whose data is absent are reported as skipped (log, card, MLflow), not crashed
+on. With the data present, the same recipe runs its benchmarks.
 """
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_flows_e2e import home  # noqa: F401  (fixture)
 
-from conftest import ROOT
+from conftest import ROOT, SHARED_DATA, card_text
 
 pytestmark = pytest.mark.slow
+BENCHMARKS = ["mt_bench", "alpaca_eval", "lm_eval:arc_challenge_local", "lm_eval:truthfulqa_mc1_local"]
 
 
-def test_default_experiment_improves_every_objective(home):  # noqa: F811
-    from metaflow import Flow
-
-    log = home / "log.txt"
+def run_default(folder: Path, *args: str, env: dict) -> str:
+    log = folder / "log.txt"
     with log.open("w") as f:
         rc = subprocess.run(
-            [sys.executable, str(ROOT / "flows" / "selm_flow.py"), "run"],
-            cwd=home,
+            [sys.executable, str(ROOT / "flows" / "selm_flow.py"), "run", *args],
+            cwd=folder,
             stdout=f,
             stderr=subprocess.STDOUT,
             timeout=1800,
+            env=env,
         ).returncode
-    assert rc == 0, log.read_text()[-5000:]
+    out = log.read_text()
+    assert rc == 0, out[-5000:]
+    return out
+
+
+def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, monkeypatch):  # noqa: F811
+    import os
+
+    from metaflow import Flow
+
+    from selm import tracking
+
+    monkeypatch.delenv("SELM_DATA_DIR", raising=False)
+    assert not (home.parent / "shared").exists()  # nothing beside the scratch folder: ../shared/data is absent
+    out = run_default(home, env={k: v for k, v in os.environ.items() if k != "SELM_DATA_DIR"})
+
     run = Flow("SELMFlow").latest_run
     data = run["end"].task.data
     assert [r["round"] for r in data.rounds] == [0, 1, 2, 3]
@@ -39,10 +57,35 @@ def test_default_experiment_improves_every_objective(home):  # noqa: F811
     for objective, row in report.items():
         assert row["z"] > 2, f"{objective} did not improve by more than 2 SE: {row}"
 
-    # the evaluation suite ran on every round, graded offline by the proxy (and says so in its metric names)
-    for r in data.rounds:
-        assert (
-            1 <= r["mt_bench_proxy_score"] <= 10 and r["mt_bench_proxy_graded_turns"] == 32
-        )  # 2 questions × 8 categories × 2 turns
+    # the benchmarks without data were skipped, visibly: log, card, MLflow — and the recipe says they did not run
+    assert sorted(data.skipped) == sorted(BENCHMARKS)
+    for name in BENCHMARKS:
+        assert f"skipped {name}: " in out
+    assert "set SELM_DATA_DIR" in data.skipped["lm_eval:arc_challenge_local"]
+    assert not data.config.eval.mt_bench.enabled and data.config.eval.lm_eval.tasks == []
+    assert "Skipped benchmarks" in card_text(run["start"].task) and "arc_challenge_local" in card_text(
+        run["start"].task
+    )
+    parent = tracking.client().get_run(run["start"].task.data.mlflow_run)
+    assert "lm_eval:arc_challenge_local" in parent.data.tags["benchmarks_skipped"]
+
+    # quiet: a line per step and round, the skipped benchmarks and the final table — not progress bars
+    lines = out.splitlines()
+    print(f"{len(lines)} lines of output")
+    assert len(lines) < 120 and "it/s]" not in out and "round 3: train" in out
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"the shared data is not at {SHARED_DATA}")
+def test_default_recipe_with_the_data_runs_its_benchmarks(home):  # noqa: F811
+    import os
+
+    from metaflow import Flow
+
+    env = {**os.environ, "SELM_DATA_DIR": str(SHARED_DATA)}
+    run_default(home, "--overrides", "experiment.rounds=1", env=env)
+    data = Flow("SELMFlow").latest_run["end"].task.data
+    assert data.skipped == {}
+    for r in data.rounds:  # the evaluation suite ran on every round, graded offline by the proxy (named so)
+        assert 1 <= r["mt_bench_proxy_score"] <= 10 and r["mt_bench_proxy_graded_turns"] == 32  # 2 × 8 × 2 turns
         assert 0 <= r["alpaca_eval_proxy_win_rate"] <= 100 and r["alpaca_eval_proxy_judged"] == 40
         assert 0 <= r["lm_eval_arc_challenge_local_acc"] <= 1 and 0 <= r["lm_eval_truthfulqa_mc1_local_acc"] <= 1

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK_BUILD, ROOT
+from conftest import QUICK_BUILD, ROOT, SHARED_DATA
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,6 @@ REDUCED = " ".join(
     ["experiment.rounds=2", "world.train_prompts_per_round=128", "world.heldout_prompts=200", BENCHMARKS_OFF]
     + [f"policy.tiny.{k}={v}" for k, v in QUICK_BUILD.items()]
 )
-TRAIN_STARTS = re.compile(r"/train/\d+ \(pid \d+\)\] Task is starting")
 
 
 def flow(*args, cwd, log: Path, wait=True):
@@ -43,17 +42,10 @@ def flow(*args, cwd, log: Path, wait=True):
     return p
 
 
-def kill_during_second_train(p, log: Path, timeout=600):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if len(TRAIN_STARTS.findall(log.read_text())) >= 2:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-            return
-        if p.poll() is not None:
-            pytest.fail("the run ended before round 2 trained:\n" + log.read_text()[-5000:])
-        time.sleep(0.2)
-    pytest.fail("round 2 never reached train")
+def kill_during_second_train(p, log: Path) -> None:
+    wait_for("round 2: train", log, p)
+    time.sleep(2)  # inside the step: its process is loading the policy or training
+    kill(p)
 
 
 @pytest.fixture
@@ -69,7 +61,7 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_policy_dir, capsys):
+def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_policy_dir, capsys, monkeypatch):
     from metaflow import Flow, Run
     from metaflow.cards import get_cards
 
@@ -122,10 +114,17 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
             "records/pairs.jsonl",
         }
     assert [m.step for m in c.get_metric_history(parent, "heldout_reward")] == [0, 1, 2]
+    assert all(r.info.status == "FINISHED" for r in rounds)  # the killed round's run was continued, then closed
     versions = c.search_model_versions("name='tiny-selm-policy'")
     assert len(versions) == 2
-    assert c.get_model_version_by_alias("tiny-selm-policy", "round-2").run_id in {r.info.run_id for r in rounds}
+    round_2 = c.get_model_version_by_alias("tiny-selm-policy", f"{experiment.lower()}-round-2")
+    assert round_2.run_id in {r.info.run_id for r in rounds}
     c.get_model_version_by_alias("tiny-selm-policy", "champion")
+
+    # a second resume of the finished experiment says so and adds nothing
+    out = subprocess.run([sys.executable, SELM_FLOW, "resume"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0 and f"experiment {experiment} already finished" in out.stdout
+    assert len(c.search_model_versions("name='tiny-selm-policy'")) == 2
 
     # cards with tables and plots on every step
     for step in ("start", "sample", "judge", "select", "train", "evaluate", "end"):
@@ -139,6 +138,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     apl += " select.acquisition=hybrid select.label_budget=24 select.hybrid_factor=2 judge.combine=lsc"
     apl += " train.processes=2"  # its train step runs two torchrun processes (DDP over gloo) inside the Metaflow step
     apl += " resources.train.gpu=2 resources.train.memory=12345"  # sizes the round's @resources (a Metaflow Config)
+    monkeypatch.setenv("SELM_DATA_DIR", str(SHARED_DATA))  # its benchmarks need the data: skipped without it
     flow("run", "--overrides", apl, cwd=tmp_path, log=log)
     again = Flow("SELMFlow").latest_run
     assert again.successful and again.id not in (killed.id, resumed.id)
@@ -157,15 +157,90 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     apl_mlflow = apl_round["start"].task.data.mlflow_run
     assert "records/acquisition.json" in {a.path for a in c.list_artifacts(apl_mlflow, "records")}
     benchmark_records = {a.path for a in c.list_artifacts(apl_mlflow, "benchmarks")}
-    assert benchmark_records == {"benchmarks/mt_bench.jsonl", "benchmarks/alpaca_eval.jsonl"}
+    if SHARED_DATA.is_dir():
+        assert benchmark_records == {"benchmarks/mt_bench.jsonl", "benchmarks/alpaca_eval.jsonl"}
 
     # the two experiments side by side, as a user compares methods
     from evals import compare
 
     compare.main([f"SELMFlow/{resumed.id}", f"SELMFlow/{again.id}", "--out", str(tmp_path / "cmp")])
     table = capsys.readouterr().out
-    assert re.search(r"heldout_reward\s+0\s", table) and re.search(r"mt_bench_proxy_score\s+1\s+—\s+\d", table)
+    assert re.search(r"heldout_reward\s+0\s", table)
+    assert re.search(r"mt_bench_proxy_score\s+1\s+—\s+\d", table) or not SHARED_DATA.is_dir()
     assert (tmp_path / "cmp" / "heldout_reward.png").exists()
+
+
+def wait_for(pattern: str, log: Path, p, timeout=600) -> None:
+    """Wait until ``pattern`` appears in ``log``; fail if ``p`` ends first."""
+    deadline = time.time() + timeout
+    while pattern not in log.read_text():
+        if p.poll() is not None or time.time() > deadline:
+            pytest.fail(f"never saw {pattern!r}:\n" + log.read_text()[-5000:])
+        time.sleep(0.2)
+
+
+def kill(p) -> None:
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+
+
+ONE_ROUND = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1")
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Pids of the processes other than this one whose working directory is ``folder`` (a flow's runtime, its
+    tasks, a round's run)."""
+    pids = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if cwd.resolve() == folder.resolve() and int(cwd.parent.name) != os.getpid():
+                pids.append(int(cwd.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+def test_kill_in_start_sigterm_in_a_round_and_resume_continue_the_same_experiment_once(home, tiny_policy_dir):
+    """kill -9 in SELMFlow's start after the MLflow parent run was opened and round 0 logged; `resume`; a second
+    `resume` typed while that one runs is refused; SIGTERM to the running one stops every process it started and
+    closes its MLflow runs (FAILED or KILLED, whichever process saw the stop first); `resume` finishes; a last `resume` finds the experiment finished. In the end: one
+    experiment, one parent run, one round, one registered version, round 0 logged once, nothing left RUNNING."""
+    from metaflow import Flow
+
+    from selm import tracking
+
+    run_log, resume_log = home / "run.txt", home / "resume.txt"
+    p = flow("run", "--overrides", ONE_ROUND, cwd=home, log=run_log, wait=False)
+    wait_for("round 0 (initial policy)", run_log, p)
+    kill(p)
+    experiment = f"SELMFlow-{Flow('SELMFlow').latest_run.id}"
+
+    p = flow("resume", cwd=home, log=resume_log, wait=False)
+    wait_for("round 1: select", resume_log, p)
+    busy = subprocess.run([sys.executable, SELM_FLOW, "resume"], cwd=home, capture_output=True, text=True)
+    assert busy.returncode == 1 and f"experiment {experiment} is still running" in busy.stdout + busy.stderr
+
+    c = tracking.client()
+    p.send_signal(signal.SIGTERM)  # to the runtime only, as `kill PID` or a scheduler would send it
+    assert p.wait(timeout=120) != 0
+    assert "stopped by SIGTERM" in resume_log.read_text() and "resume" in resume_log.read_text()
+    time.sleep(3)
+    assert processes_in(home) == [], "a process of the stopped experiment is still running"
+    runs = c.search_runs([c.get_experiment_by_name("selm").experiment_id])
+    assert sorted(r.data.tags["selm_key"] for r in runs) == [experiment, f"{experiment}/round-1"]
+    assert all(r.info.status in ("KILLED", "FAILED") for r in runs)  # closed: the round stopped under it
+
+    flow("resume", cwd=home, log=resume_log)
+    done = subprocess.run([sys.executable, SELM_FLOW, "resume"], cwd=home, capture_output=True, text=True)
+    assert done.returncode == 0 and "already finished" in done.stdout
+
+    runs = c.search_runs([c.get_experiment_by_name("selm").experiment_id])
+    assert sorted(r.data.tags["selm_key"] for r in runs) == [experiment, f"{experiment}/round-1"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    parent = next(r for r in runs if r.data.tags["selm_key"] == experiment).info.run_id
+    assert [m.step for m in c.get_metric_history(parent, "heldout_reward")] == [0, 1]
+    assert len(c.search_model_versions("name='tiny-selm-policy'")) == 1
+    assert len(list(Flow("RoundFlow").runs(f"selm_experiment:{experiment}"))) == 2  # the stopped one, the resumed
 
 
 def test_bad_recipe_fails_before_any_work(home):
@@ -174,5 +249,5 @@ def test_bad_recipe_fails_before_any_work(home):
     p = flow("run", "--overrides", "train.lr_rate=0.1", cwd=tmp_path, log=log, wait=False)
     assert p.wait(timeout=300) != 0
     out = log.read_text()
-    assert "train.lr_rate: unknown key" in out
-    assert not (tmp_path / "mlflow.db").exists() and "sample" not in re.findall(r"/(\w+)/\d+ \(pid", out)
+    assert "train.lr_rate: unknown key" in out and "Nothing was started" in out
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".metaflow").exists()

@@ -37,7 +37,7 @@ def test_mlflow_server_script_serves_runs(tmp_path):
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/health", server, "mlflow server")
         os.environ["MLFLOW_TRACKING_URI"] = url
-        run = tracking.start_run(load_recipe(), "via-server")
+        run = tracking.start_run(load_recipe(), "via-server", key="via-server")
         tracking.log_metrics(run, {"heldout_reward": 1.25}, step=1)
         tracking.log_records(run, [Prompt("a", "add 1 and 2")], "prompts")
         c = tracking.client()

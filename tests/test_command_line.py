@@ -1,0 +1,117 @@
+"""The flow's command line as a user types it: bad input fails in seconds with the reason and leaves nothing behind
+(no .metaflow, no mlflow.db, no run, no parameter on disk); `resume` with nothing to resume says so.
+
+Each case runs ``python flows/selm_flow.py run ...`` for real in an empty folder."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+SELM_FLOW = str(ROOT / "flows" / "selm_flow.py")
+
+
+def selm_flow(tmp_path, *args, env=None):
+    t0 = time.perf_counter()
+    p = subprocess.run(
+        [sys.executable, SELM_FLOW, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+    return p.returncode, p.stdout + p.stderr, time.perf_counter() - t0
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CASES = {
+    "unknown key": ("train.lr_rate=0.1", {}, "train.lr_rate: unknown key"),
+    "negative learning rate": ("train.learning_rate=-1", {}, "train.learning_rate: Input should be greater than 0"),
+    "zero rounds": ("experiment.rounds=0", {}, "experiment.rounds: Input should be greater than or equal to 1"),
+    "missing prompts file": (
+        "world.name=prompts world.prompts_file=nowhere.jsonl judge.backend=embedding",
+        {},
+        "world.prompts_file = 'nowhere.jsonl'",
+    ),
+    "missing policy folder": ("policy.init=./no-such-policy", {}, "policy.init = './no-such-policy': no such folder"),
+    "LLM judge where nothing listens": (
+        "judge.backend=llm judge.llm.base_url=http://127.0.0.1:{port}/v1",
+        {},
+        "nothing listens at http://127.0.0.1:{port}/v1",
+    ),
+    "unset API key variable": (
+        "judge.backend=llm judge.llm.api_key_env=SELM_TEST_UNSET_KEY judge.llm.base_url=http://127.0.0.1:{port}/v1",
+        {},
+        "the environment variable SELM_TEST_UNSET_KEY (the API key) is not set",
+    ),
+    "misspelt judge template": (
+        "judge.backend=llm judge.llm.template=pairwse judge.llm.base_url=http://127.0.0.1:{port}/v1",
+        {},
+        "judge template 'pairwse': no such file, and shipped templates are pairwise",
+    ),
+    "unreachable MLflow server": ("", {"MLFLOW_TRACKING_URI": "http://127.0.0.1:{port}"}, "no MLflow server answered"),
+    "required benchmark without data": (
+        "eval.lm_eval.required=true",
+        {"SELM_DATA_DIR": "{tmp}/empty"},
+        "arc_challenge_local needs",
+    ),
+    "unwritable output folder": ("experiment.output_dir=blocker/out", {}, "is not writable: "),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_fails_in_seconds_and_leaves_nothing_behind(case, tmp_path):
+    overrides, env, expected = CASES[case]
+    port = closed_port()
+    fill = dict(port=port, tmp=tmp_path)
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    (tmp_path / "empty").mkdir()
+    env = {k: v.format(**fill) for k, v in env.items()}
+    rc, out, seconds = selm_flow(tmp_path, "run", "--overrides", overrides.format(**fill), env=env)
+    print(f"{case}: {seconds:.1f} s\n{out}")
+    assert rc == 1 and expected.format(**fill) in out, out
+    assert "Nothing was started" in out
+    assert not (tmp_path / ".metaflow").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_pasted_api_key_is_refused_and_never_stored(tmp_path):
+    secret = "sk-proj-THISISASECRETKEY1234567890"
+    rc, out, _ = selm_flow(tmp_path, "run", "--overrides", f"judge.backend=llm judge.llm.api_key_env={secret}")
+    assert rc == 1 and "must be the NAME of the environment variable" in out and secret not in out
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not any(secret in p.read_text(errors="ignore") for p in files), files
+
+
+def test_misspelt_recipe_name_lists_the_shipped_ones(tmp_path):
+    rc, out, _ = selm_flow(tmp_path, "run", "--recipe", "tiny_slem")
+    assert rc == 1 and "no recipe named 'tiny_slem'; shipped recipes:" in out and "tiny_selm" in out
+
+
+def test_malformed_toml_names_the_file_and_line(tmp_path):
+    (tmp_path / "r.toml").write_text('[train]\nloss = "dpo"\nbeta = = 0.1\n')
+    rc, out, _ = selm_flow(tmp_path, "run", "--recipe", "r.toml")
+    assert rc == 1 and "r.toml: not valid TOML" in out and "line 3" in out
+
+
+def test_no_user_name(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("USERNAME", "USER")}
+    p = subprocess.run([sys.executable, SELM_FLOW, "run"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert p.returncode == 1 and "neither USERNAME nor USER is set" in p.stdout + p.stderr
+
+
+def test_list_overrides_in_the_natural_shell_spelling(tmp_path):
+    """`eval.lm_eval.tasks=["a","b"]` reaches the program as [a,b] once the shell took the quotes: still a list
+    (here of a misspelt task, so that the run stops at validation)."""
+    rc, out, _ = selm_flow(tmp_path, "run", "--overrides", "eval.lm_eval.tasks=[arc_challenge_local,nope_local]")
+    assert rc == 1 and "unknown local task 'nope_local'" in out
