@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -32,7 +33,14 @@ def atomic_save_pretrained(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        # safetensors reports a full disk as its own SafetensorError, with the OS message inside
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e):
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on the device while writing the checkpoint {path} (nothing partial was left "
+                "behind); free some space and `resume`",
+            ) from e
         raise
     return path

@@ -253,6 +253,8 @@ def _retry_after(r: requests.Response) -> float | None:
 
 # ---------------------------------------------------------------- the judge
 
+_NOT_STARTED = object()  # what a job returns when it was skipped because another one had failed
+
 
 @dataclass
 class Comparison:
@@ -349,10 +351,23 @@ class LLMJudge:
 
         bar = progress(total=len(jobs), desc=desc, unit="judgment")
         done_count, error = 0, None
+        failed = threading.Event()
+
+        def guarded(job):
+            """The job, unless one has failed already: a worker freed by a failure would otherwise start the next
+            job (and its whole retry chain) before this thread gets to cancel the queue."""
+            if failed.is_set():
+                return _NOT_STARTED
+            try:
+                return job()
+            except BaseException:
+                failed.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {pool.submit(job): i for i, job in enumerate(jobs)}
+            futures = {pool.submit(guarded, job): i for i, job in enumerate(jobs)}
             for f in as_completed(futures):
-                if f.cancelled():
+                if f.cancelled() or (f.exception() is None and f.result() is _NOT_STARTED):
                     continue
                 if f.exception() is not None:
                     if error is None:  # stop paying for new calls; those already running finish and are kept

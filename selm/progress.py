@@ -1,4 +1,4 @@
-"""Progress bars for sampling, judging and training: live on a terminal, a line every few seconds in logs."""
+"""Progress bars for sampling, judging and training: live on a terminal, sparse lines in captured logs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from tqdm.auto import tqdm
 
 
 def progress(iterable=None, **kwargs) -> tqdm:
-    """``tqdm`` that redraws at most once a second on a terminal and every 10 s when captured (Metaflow logs,
-    CI), so logs show progress without a line per step."""
-    kwargs.setdefault("mininterval", 1 if sys.stderr.isatty() else 10)
+    """``tqdm`` that redraws at most once a second on a terminal. When captured (Metaflow logs, CI) it appears only
+    for work that lasts more than 5 s, then every 10 s, so logs show long work without a line per short step."""
+    captured = not sys.stderr.isatty()
+    kwargs.setdefault("mininterval", 10 if captured else 1)
+    kwargs.setdefault("delay", 5 if captured else 0)
     return tqdm(iterable, **kwargs)
+
+
+def quiet_model_loading() -> None:
+    """No "Loading weights" bar from transformers in captured logs: loading takes a second and says nothing."""
+    if not sys.stderr.isatty():
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()

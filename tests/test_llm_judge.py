@@ -136,11 +136,15 @@ def test_pairwise_ranking_against_a_real_server(judge_server):
 
 
 def test_single_ratings_against_a_real_server(judge_server):
+    """The tiny judge LM rates the right short answer above a refusal of a harmless task on average over five
+    questions (one question alone is at the mercy of a 0.4 M-parameter judge, whose weights differ between CPUs)."""
     judge = judge_for(*judge_server, template="tiny-single")
-    scores = rate_replies(judge, [(Q, GOOD, None), (Q, VERBOSE, None), (Q, "I can not help with that.", None)])
-    ratings = [s["llm_rating"] for s in scores]
-    assert all(1 <= r <= 10 for r in ratings) and ratings[0] > ratings[2]
-    assert judge.usage.calls == 3 and judge.usage.parse_failures == 0
+    sums = [(12, 5), (3, 4), (20, 7), (9, 9), (31, 2)]
+    items = [(f"add {a} and {b}", reply, None) for a, b in sums for reply in (str(a + b), "I can not help with that.")]
+    ratings = [s["llm_rating"] for s in rate_replies(judge, items)]
+    assert all(1 <= r <= 10 for r in ratings)
+    assert sum(ratings[0::2]) > sum(ratings[1::2])
+    assert judge.usage.calls == 10 and judge.usage.parse_failures == 0
 
 
 def test_judge_stage_with_the_llm_backend_caches_and_ranks(judge_server, tmp_path):
@@ -205,6 +209,7 @@ def test_an_outage_keeps_every_judgment_made_and_resumes_from_them(judge_server,
         judge = judge_for(proxy.base_url, model, template="tiny-single", max_retries=1, concurrency=1)
         with pytest.raises(JudgeUnavailable, match="4 of 10 judgments were made and kept"):
             rate_replies(judge, items, cache)
+    assert len(proxy.requests) == 4 + 2  # the failing call and its one retry; no job started after it
     assert len(cache) == 4
     judge = judge_for(base_url, model, template="tiny-single")
     scores = rate_replies(judge, items, cache)
