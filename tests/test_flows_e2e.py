@@ -251,3 +251,28 @@ def test_bad_recipe_fails_before_any_work(home):
     out = log.read_text()
     assert "train.lr_rate: unknown key" in out and "Nothing was started" in out
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / ".metaflow").exists()
+
+
+def test_two_experiments_started_together_in_a_new_folder_both_finish(home, tiny_policy_dir):
+    """Same new folder, same moment: no shared .metaflow or mlflow.db yet. Both create them (race-free), and each
+    experiment gets its own parent run, round run, registered version and aliases."""
+    from metaflow import Flow
+
+    from selm import tracking
+
+    logs = [home / "a.txt", home / "b.txt"]
+    procs = [flow("run", "--overrides", ONE_ROUND, cwd=home, log=log, wait=False) for log in logs]
+    for p, log in zip(procs, logs):
+        assert p.wait(timeout=900) == 0, log.read_text()[-5000:]
+    experiments = {f"SELMFlow-{r.id}" for r in Flow("SELMFlow").runs() if r.successful}
+    assert len(experiments) == 2
+    c = tracking.client()
+    runs = c.search_runs([c.get_experiment_by_name("selm").experiment_id])
+    assert sorted(r.data.tags["selm_key"] for r in runs) == sorted(
+        key for e in experiments for key in (e, f"{e}/round-1")
+    )
+    assert all(r.info.status == "FINISHED" for r in runs)
+    versions = c.search_model_versions("name='tiny-selm-policy'")
+    assert len(versions) == 2
+    for e in experiments:
+        c.get_model_version_by_alias("tiny-selm-policy", f"{e.lower()}-round-1")
