@@ -203,8 +203,9 @@ def processes_in(folder: Path) -> list[int]:
 def test_kill_in_start_sigterm_in_a_round_and_resume_continue_the_same_experiment_once(home, tiny_policy_dir):
     """kill -9 in SELMFlow's start after the MLflow parent run was opened and round 0 logged; `resume`; a second
     `resume` typed while that one runs is refused; SIGTERM to the running one stops every process it started and
-    closes its MLflow runs (FAILED or KILLED, whichever process saw the stop first); `resume` finishes; a last `resume` finds the experiment finished. In the end: one
-    experiment, one parent run, one round, one registered version, round 0 logged once, nothing left RUNNING."""
+    closes its MLflow runs (FAILED or KILLED, whichever process saw the stop first); `resume` finishes; a last
+    `resume` finds the experiment finished. In the end: one experiment, one parent run, one round, one registered
+    version, round 0 logged once, nothing left RUNNING."""
     from metaflow import Flow
 
     from selm import tracking
