@@ -18,6 +18,9 @@ def atomic_save_pretrained(
     An existing checkpoint at ``path`` is replaced only after the new one is complete on disk. ``state_dict`` (the
     full weights gathered from a sharded model, e.g. DeepSpeed ZeRO-3) replaces the model's own.
     """
+    from selm.progress import quiet_transformers
+
+    quiet_transformers()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))

@@ -16,8 +16,9 @@ def progress(iterable=None, **kwargs) -> tqdm:
     return tqdm(iterable, **kwargs)
 
 
-def quiet_model_loading() -> None:
-    """No "Loading weights" bar from transformers in captured logs: loading takes a second and says nothing."""
+def quiet_transformers() -> None:
+    """No "Loading weights" / "Writing model shards" bars from transformers in captured logs: they take a second
+    and say nothing."""
     if not sys.stderr.isatty():
         from transformers.utils import logging
 

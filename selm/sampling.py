@@ -20,9 +20,9 @@ def load_policy(path: str | Path, dtype=torch.float32):
     """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selm.progress import quiet_model_loading
+    from selm.progress import quiet_transformers
 
-    quiet_model_loading()
+    quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
