@@ -106,8 +106,12 @@ def test_learning_rates_must_be_positive_and_weights_not_negative(override, key)
 
 @pytest.mark.parametrize(
     "spelling",
-    ["[arc_challenge_local,truthfulqa_mc1_local]", "[arc_challenge_local, truthfulqa_mc1_local]",
-     '["arc_challenge_local","truthfulqa_mc1_local"]', "['arc_challenge_local', truthfulqa_mc1_local,]"],
+    [
+        "[arc_challenge_local,truthfulqa_mc1_local]",
+        "[arc_challenge_local, truthfulqa_mc1_local]",
+        '["arc_challenge_local","truthfulqa_mc1_local"]',
+        "['arc_challenge_local', truthfulqa_mc1_local,]",
+    ],
 )
 def test_list_overrides_without_quotes_are_lists_of_names(spelling):
     r = load_recipe(None, [f"eval.lm_eval.tasks={spelling}"])
