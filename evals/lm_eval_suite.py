@@ -101,6 +101,14 @@ LOCAL_TASKS: dict[str, tuple[str, dict[str, tuple[Callable, str]], dict]] = {
 }
 
 
+def missing_data(task: str) -> str | None:
+    """Why the ``*_local`` task ``task`` cannot read its data under $SELM_DATA_DIR, or None when it can."""
+    for _, source in LOCAL_TASKS[task][1].values():
+        if not (data_dir() / source).exists():
+            return f"{task} needs {data_dir() / source}, not found: set SELM_DATA_DIR to the folder holding {source}"
+    return None
+
+
 def materialize(tasks: Iterable[str], out_dir: str | Path) -> Path:
     """Write the converted data and the YAML of each ``*_local`` task in ``tasks`` into ``out_dir``; returns it
     (pass it to lm-eval as ``include_path`` / ``--include_path``)."""
@@ -112,12 +120,13 @@ def materialize(tasks: Iterable[str], out_dir: str | Path) -> Path:
     for task in tasks:
         if task not in LOCAL_TASKS:
             continue
+        missing = missing_data(task)
+        if missing:
+            raise FileNotFoundError(missing)
         official, splits, overrides = LOCAL_TASKS[task]
         files = {}
         for split, (convert, source) in splits.items():
             src = data_dir() / source
-            if not src.exists():
-                raise FileNotFoundError(f"{task}: {src} not found; set SELM_DATA_DIR to the folder holding {source}")
             target = out / f"{task}.{split}.jsonl"
             with target.open("w") as f:
                 for record in convert(src):

@@ -20,7 +20,7 @@ from pathlib import Path
 import requests
 
 from selm.config import LLMJudgeConfig, Recipe, RecipeError, recipe_from_dict
-from selm.data import data_dir, load_prompt_file, resolve
+from selm.data import load_prompt_file, resolve
 
 
 @dataclass(frozen=True)
@@ -300,18 +300,12 @@ def _unavailable(files: list[tuple[str, str, str]], t: float) -> str | None:
 
 def _lm_eval_task(task: str) -> tuple[str | None, str | None]:
     """(why the task cannot run here, or None; an error for a name lm-eval does not know, or None)."""
-    from evals.lm_eval_suite import LOCAL_TASKS
+    from evals.lm_eval_suite import LOCAL_TASKS, missing_data
 
     if task.endswith("_local") or task in LOCAL_TASKS:
         if task not in LOCAL_TASKS:
             return None, f"unknown local task {task!r}; local tasks are {', '.join(LOCAL_TASKS)}"
-        for _, source in LOCAL_TASKS[task][1].values():
-            if not (data_dir() / source).exists():
-                return (
-                    f"{task} needs {data_dir() / source}, not found: set SELM_DATA_DIR to the folder holding {source}",
-                    None,
-                )
-        return None, None
+        return missing_data(task), None
     names = _lm_eval_names()
     if task not in names:
         close = difflib.get_close_matches(task, [*LOCAL_TASKS, *names], n=5)

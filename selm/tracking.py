@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import mlflow
@@ -67,7 +67,7 @@ def _sqlite_lock(uri: str):
 
 def _experiment_id(c: MlflowClient, name: str) -> str:
     uri = tracking_uri()
-    with _sqlite_lock(uri) if uri.startswith("sqlite:///") else open(os.devnull):  # create it once, not twice
+    with _sqlite_lock(uri) if uri.startswith("sqlite:///") else nullcontext():  # create it once, not twice
         exp = c.get_experiment_by_name(name)
         return exp.experiment_id if exp else c.create_experiment(name)
 
@@ -79,9 +79,8 @@ def start_run(
     params: created the first time, found again (and marked RUNNING) when a resumed step asks a second time."""
     c = client()
     experiment = _experiment_id(c, recipe.tracking.mlflow_experiment)
-    found = c.search_runs([experiment], f"tags.{KEY_TAG} = '{key}'", max_results=1)
-    if found:
-        run_id = found[0].info.run_id
+    run_id = _run_by_key(c, experiment, key)
+    if run_id:
         c.update_run(run_id, status="RUNNING")
         return run_id
     all_tags = {MLFLOW_RUN_NAME: name, KEY_TAG: key, **dict(tags)}
@@ -97,7 +96,11 @@ def find_run(recipe: Recipe, key: str) -> str | None:
     """The id of the run tagged ``selm_key = key``, if there is one."""
     c = client()
     exp = c.get_experiment_by_name(recipe.tracking.mlflow_experiment)
-    found = c.search_runs([exp.experiment_id], f"tags.{KEY_TAG} = '{key}'", max_results=1) if exp else []
+    return _run_by_key(c, exp.experiment_id, key) if exp else None
+
+
+def _run_by_key(c: MlflowClient, experiment_id: str, key: str) -> str | None:
+    found = c.search_runs([experiment_id], f"tags.{KEY_TAG} = '{key}'", max_results=1)
     return found[0].info.run_id if found else None
 
 
