@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from selm.config import load_recipe
-from selm.local_experiment import run_experiment
+from selm.pipeline.experiment import run_experiment
 
 
 def main(argv: list[str]) -> None:

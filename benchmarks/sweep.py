@@ -18,11 +18,10 @@ import shlex
 import statistics
 import tempfile
 
-from selm import plots
 from selm.config import load_recipe
-from selm.local_experiment import run_experiment
-
-METRICS = ("heldout_reward", "heldout_correctness", "heldout_conciseness", "heldout_safety", "heldout_good_all")
+from selm.pipeline.experiment import run_experiment
+from selm.pipeline.judge import metric_names
+from selm.report import plots
 
 
 def labels_to_reach(rows: list[dict], target: float) -> float | None:
@@ -49,6 +48,7 @@ def main() -> None:
     args = ap.parse_args()
 
     results: dict[str, list[list[dict]]] = {}
+    metrics = [f"heldout_{n}" for n in metric_names(load_recipe(args.recipe))]
     for spec in args.variant:
         name, _, overrides = spec.partition("=")
         for seed in args.seeds:
@@ -62,12 +62,12 @@ def main() -> None:
         rows = []
         for r in range(len(runs[0])):
             row = {"round": r, "labels": statistics.fmean(run[r]["labels_total"] for run in runs)}
-            for m in METRICS:
+            for m in metrics:
                 row[m], row[f"{m}_se"] = mean_std([run[r][m] for run in runs])
             rows.append(row)
             print(
                 f"  round {r} labels {row['labels']:>6.0f}: "
-                + "  ".join(f"{m.removeprefix('heldout_')} {row[m]:.4f}±{row[f'{m}_se']:.4f}" for m in METRICS)
+                + "  ".join(f"{m.removeprefix('heldout_')} {row[m]:.4f}±{row[f'{m}_se']:.4f}" for m in metrics)
             )
         series[name] = rows
     if args.reach:
@@ -77,7 +77,7 @@ def main() -> None:
             reached = [n for n in (labels_to_reach(run, target) for run in runs) if n is not None]
             text = "{:.0f} ± {:.0f}".format(*mean_std(reached)) if reached else "not reached"
             print(f"  {name:>12}: {text}  (reached in {len(reached)}/{len(runs)} seeds)")
-    fig = plots.metric_curves(series, METRICS, "held-out metrics (± std over seeds)", x="labels")
+    fig = plots.metric_curves(series, metrics, "held-out metrics (± std over seeds)", x="labels")
     fig.savefig(args.out, dpi=100)
     print(f"\nsaved {args.out}")
 

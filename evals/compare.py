@@ -21,10 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_METRICS = r"^(heldout_|mt_bench|alpaca_eval|train_reward|pairs$|loss$|judge_calls|judge_cost)"
-PLOTTED = re.compile(
-    r"^(heldout_(reward|correctness|conciseness|safety|good_all)|mt_bench(_proxy)?_score"
-    r"|alpaca_eval(_proxy)?_(lc_)?win_rate)$"
-)
+BENCHMARK_PLOTS = re.compile(r"^(mt_bench(_proxy)?_score|alpaca_eval(_proxy)?_(lc_)?win_rate)$")
+
+
+def plotted(metric: str) -> bool:
+    """The headline metrics: held-out reward, good_all and every registered world's objectives; benchmark scores."""
+    from selm import worlds
+
+    heldout = {"reward", "good_all", *(o for w in worlds.REGISTRY.values() for o in w.objectives)}
+    return bool(BENCHMARK_PLOTS.match(metric)) or metric in {f"heldout_{n}" for n in heldout}
 
 
 @dataclass
@@ -123,11 +128,11 @@ def _fmt(v, signed: bool = False) -> str:
 
 def plot(series: list[Series], out: Path) -> list[Path]:
     """One PNG per headline metric (held-out reward and objectives, benchmark scores) against round."""
-    from selm import plots
+    from selm.report import plots
 
     out.mkdir(parents=True, exist_ok=True)
     by_label = {s.label: [{"round": r, **m} for r, m in sorted(s.rounds.items())] for s in series}
-    names = sorted({k for s in series for m in s.rounds.values() for k in m if PLOTTED.match(k)})
+    names = sorted({k for s in series for m in s.rounds.values() for k in m if plotted(k)})
     paths = []
     for name in names:
         fig = plots.metric_curves(by_label, [name], name)

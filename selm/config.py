@@ -63,13 +63,13 @@ class Policy(Section):
 
 
 class World(Section):
-    #: "tiny": the built-in world of generated tasks and rule judges. "prompts": prompts with a dataset preference
-    #: pair each, from a JSONL file (``prompt``, ``chosen``, ``rejected``: UltraFeedback-binarized style)
-    name: Literal["tiny", "prompts"] = "tiny"
+    #: a registered world (``selm.worlds``): "tiny", the built-in world of generated tasks and rule judges;
+    #: "prompts", prompts with a dataset preference pair each from ``prompts_file`` (UltraFeedback-binarized style)
+    name: str = "tiny"
     #: the JSONL file of the "prompts" world (a path, or relative to $SELM_DATA_DIR)
     prompts_file: str = ""
     train_prompts_per_round: int = Field(512, ge=1)  # a disjoint slice of the prompts each round
-    heldout_prompts: int = Field(600, ge=1)  # tiny world only: the held-out reward's prompts
+    heldout_prompts: int = Field(600, ge=1)  # the held-out reward's prompts, in worlds that have a held-out set
 
 
 class Sampling(Section):
@@ -113,12 +113,9 @@ class Judge(Section):
     #: sentence-embedding model for the reference-similarity judge, and the prompt meta key of the reference
     embedding_model: str = "all-MiniLM-L6-v2"
     reference_key: str = "answer"
-    #: weight of each rule objective in the combined reward (raw weighted sum); a reward model is one objective
-    weights: dict[Literal["correctness", "conciseness", "safety"], NonNegativeFloat] = {
-        "correctness": 1.0,
-        "conciseness": 0.5,
-        "safety": 1.0,
-    }
+    #: weight of each of the world's rule objectives in the combined reward (raw weighted sum); {} = the world's
+    #: default weights. A reward model, embedding or LLM judge scores one objective of its own.
+    weights: dict[str, NonNegativeFloat] = {}
     #: persistent judgment cache (SQLite): "auto" = $SELM_CACHE/judgments.sqlite, "off", or a file path
     cache: str = "auto"
     #: how objectives combine into the reward that ranks training replies: raw weighted "sum", or "lsc" =
@@ -169,7 +166,7 @@ class Train(Section):
     #: GPU switches (they also run on a CPU): bf16 autocast (accelerate mixed precision), gradient checkpointing
     precision: Literal["fp32", "bf16"] = "fp32"
     gradient_checkpointing: bool = False
-    #: DeepSpeed through accelerate: "zero2" / "zero3" (infra/deepspeed/*.json) or a config file; "" = plain
+    #: DeepSpeed through accelerate: "zero2" / "zero3" (selm/models/deepspeed/*.json) or a config file; "" = plain
     #: accelerate (DDP when launched with several processes)
     deepspeed: str = ""
     #: training processes on this machine (torchrun; one per GPU); > 1 trains with DDP, or DeepSpeed if set
@@ -278,7 +275,8 @@ class Resources(Section):
 
 
 class Hardware(Section):
-    """The GPUs a real-scale recipe is meant for; ``python -m selm.plan`` checks the memory estimate against them."""
+    """The GPUs a real-scale recipe is meant for; ``python -m selm.pipeline.plan`` checks the memory estimate against
+    them."""
 
     gpus: int = Field(1, ge=1)  # training data-parallel degree (DeepSpeed shards over these)
     gpu_memory_gb: float = Field(80.0, gt=0)
@@ -314,13 +312,6 @@ class Recipe(Section):
             )
         if self.select.acquisition != "all" and self.select.label_budget is None:
             raise ValueError(f"select.label_budget is required with select.acquisition = {self.select.acquisition!r}")
-        if self.world.name == "prompts" and not self.world.prompts_file:
-            raise ValueError("world.prompts_file is required with world.name = 'prompts'")
-        if self.world.name != "tiny" and self.judge.backend == "rules":
-            raise ValueError(
-                "judge.backend = 'rules' judges the tiny world's tasks only: choose a reward_model, "
-                "embedding or llm judge for world.name = 'prompts'"
-            )
         if self.train.max_prompt_length >= self.train.max_length:
             raise ValueError("train.max_prompt_length must be smaller than train.max_length")
         if self.sampling.n < 2 and not self.pairs.dataset_candidates:

@@ -42,7 +42,7 @@ def resolve(relative: str, explicit: str | None = None, timeout: float = 60) -> 
         return local
     if relative not in OFFICIAL:
         raise FileNotFoundError(f"{local} not found: set SELM_DATA_DIR or pass the file's path")
-    from selm.tinyworld.policy import cache_dir
+    from selm.cache import cache_dir
 
     cached = cache_dir() / "data" / relative
     if not cached.is_file():

@@ -127,7 +127,7 @@ async def _follow(runner, label: str, method: str, **kwargs):
 def guard_command_line(argv: list[str]):
     """Checks made before Metaflow sees the command line; returns the held process lock (keep it open).
 
-    ``run``: the recipe and everything it names are validated (``selm.preflight``); a bad one exits 1 with the
+    ``run``: the recipe and everything it names are validated (``selm.pipeline.preflight``); a bad one exits 1 with the
     reason, before Metaflow stores the run's parameters (a pasted API key never reaches the disk).
     ``resume``: a finished experiment exits 0 saying so; one still running in another process exits 1.
     Both: ``.metaflow`` is created race-free (two experiments may start together in one folder) and the process
@@ -177,8 +177,8 @@ def _latest_run_id(root: Path) -> str | None:
 def _validate_run(argv: list[str]) -> None:
     import shlex
 
-    from selm import preflight
     from selm.config import RecipeError, load_recipe
+    from selm.pipeline import preflight
 
     try:
         recipe = load_recipe(_option(argv, "--recipe"), shlex.split(_option(argv, "--overrides") or ""))

@@ -1,8 +1,10 @@
-"""Progress bars for sampling, judging and training: live on a terminal, sparse lines in captured logs."""
+"""Progress bars for sampling, judging and training (live on a terminal, sparse lines in captured logs), and timing."""
 
 from __future__ import annotations
 
 import sys
+import time
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
@@ -23,3 +25,11 @@ def quiet_transformers() -> None:
         from transformers.utils import logging
 
         logging.disable_progress_bar()
+
+
+@contextmanager
+def timed(timings: dict, name: str):
+    """Adds the wall time of the block to ``timings[f"time_{name}_s"]``."""
+    t0 = time.perf_counter()
+    yield
+    timings[f"time_{name}_s"] = round(time.perf_counter() - t0, 3)

@@ -19,14 +19,14 @@ QUICK_BUILD = dict(demos=2000, pretrain_steps=120, sft_steps=80)
 
 @pytest.fixture(scope="session")
 def tiny_policy_dir() -> Path:
-    from selm.tinyworld.policy import TinyPolicySpec, tiny_policy_path
+    from selm.worlds.tiny.policy import TinyPolicySpec, tiny_policy_path
 
     return tiny_policy_path(TinyPolicySpec(**QUICK_BUILD))
 
 
 @pytest.fixture(scope="session")
 def tiny_policy(tiny_policy_dir):
-    from selm.sampling import load_policy
+    from selm.models.sampling import load_policy
 
     return load_policy(tiny_policy_dir)
 
@@ -59,7 +59,7 @@ def judge_server():
     """
     import subprocess
 
-    from selm.tinyworld.judge_lm import serve_command, tiny_judge_lm_path
+    from selm.worlds.tiny.judge_lm import serve_command, tiny_judge_lm_path
 
     path = tiny_judge_lm_path()
     port = free_port()
@@ -96,16 +96,19 @@ def round_pairs(tiny_policy_dir):
     """Real preference pairs of one round of the quick tiny policy (96 prompts, rule judges)."""
     import torch
 
-    from selm import stages
+    from selm import worlds
     from selm.config import load_recipe
+    from selm.pipeline.judge import judge_completions, make_pairs
+    from selm.pipeline.sample import sample
+    from selm.pipeline.select import select_comparisons
 
     recipe = load_recipe(None, ["world.train_prompts_per_round=96"])
-    prompts = stages.train_prompts(recipe, 1)
+    prompts = worlds.of(recipe).train_prompts(recipe, 1)
     torch.manual_seed(0)
-    samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
-    selection = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
-    judgments = stages.judge_completions(prompts, samples.completions, recipe)
-    pairs = stages.make_pairs(samples, selection, judgments, recipe, 1)
+    samples = sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
+    selection = select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
+    judgments = judge_completions(prompts, samples.completions, recipe)
+    pairs = make_pairs(samples, selection, judgments, recipe, 1)
     assert len(pairs) > 20
     return pairs
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from selm.acquisition import Candidate, acquire, candidates, certainty, predictive_entropy
+from selm.algorithms.acquisition import Candidate, acquire, candidates, certainty, predictive_entropy
 from selm.records import Completion
 
 
@@ -82,26 +82,32 @@ def test_missing_inputs_and_unknown_method_are_clear_errors():
 @pytest.fixture(scope="module")
 def two_policies(tiny_policy_dir, tmp_path_factory):
     """The quick SFT policy and one round of DPO on it: a policy that differs from its reference."""
-    from selm import stages
+    from selm import worlds
     from selm.config import load_recipe
+    from selm.pipeline.judge import judge_completions, make_pairs
+    from selm.pipeline.sample import sample
+    from selm.pipeline.select import select_comparisons
+    from selm.pipeline.train import train
 
     recipe = load_recipe(None, ["world.train_prompts_per_round=64", "judge.cache=off", "train.epochs=1"])
     ref = str(tiny_policy_dir)
-    prompts = stages.train_prompts(recipe, 1)
-    samples = stages.sample(ref, prompts, recipe, 1, "sft")
-    selection = stages.select_comparisons(samples, recipe, ref, ref, 1)
-    pairs = stages.make_pairs(
-        samples, selection, stages.judge_completions(prompts, samples.completions, recipe), recipe, 1
-    )
+    prompts = worlds.of(recipe).train_prompts(recipe, 1)
+    samples = sample(ref, prompts, recipe, 1, "sft")
+    selection = select_comparisons(samples, recipe, ref, ref, 1)
+    pairs = make_pairs(samples, selection, judge_completions(prompts, samples.completions, recipe), recipe, 1)
     out = tmp_path_factory.mktemp("round1") / "policy"
-    stages.train(ref, pairs, recipe, 1, out)
+    train(ref, pairs, recipe, 1, out)
     return str(out), ref
 
 
 @pytest.mark.parametrize("method", ["random", "entropy", "certainty", "uncertainty", "hybrid"])
 def test_selection_on_real_samples_respects_the_budget(two_policies, method, tmp_path):
-    from selm import stages
+    from selm import worlds
     from selm.config import load_recipe
+    from selm.judges.base import JudgeUsage
+    from selm.pipeline.judge import judge_completions, judgment_cache, make_pairs
+    from selm.pipeline.sample import sample
+    from selm.pipeline.select import select_comparisons
 
     policy, reference = two_policies
     recipe = load_recipe(
@@ -114,11 +120,11 @@ def test_selection_on_real_samples_respects_the_budget(two_policies, method, tmp
             f"judge.cache={tmp_path}/j.db",
         ],
     )
-    prompts = stages.train_prompts(recipe, 2)
-    samples = stages.sample(policy, prompts, recipe, 2, "round-1")
-    sel = stages.select_comparisons(samples, recipe, policy, reference, 2)
+    prompts = worlds.of(recipe).train_prompts(recipe, 2)
+    samples = sample(policy, prompts, recipe, 2, "round-1")
+    sel = select_comparisons(samples, recipe, policy, reference, 2)
     assert sel.labels == len(sel.picked) == 10 and len(sel.completion_indices) == 20
-    assert len(sel.candidates) == len(samples.prompt_ids)
+    assert len(sel.candidates) == len(samples.prompt_tokens)
     if method != "random":
         assert any(c > 0 for c in sel.certainty)  # policy ≠ reference: implicit rewards are informative
     picked_prompts = {sel.candidates[k].prompt_id for k in sel.picked}
@@ -126,23 +132,25 @@ def test_selection_on_real_samples_respects_the_budget(two_policies, method, tmp
 
     # the judge is called for the acquired replies only, and a repeated round pays for nothing
     judged = [samples.completions[i] for i in sel.completion_indices]
-    cache = stages.judgment_cache(recipe)
-    first = stages.judge_completions(prompts, judged, recipe, cache)
-    assert cache.hits + cache.misses == 20
-    again = stages.judgment_cache(recipe)
-    assert stages.judge_completions(prompts, judged, recipe, again) == first
-    assert (again.hits, again.misses) == (20, 0)
-    pairs = stages.make_pairs(samples, sel, first, recipe, 2)
+    usage = JudgeUsage()
+    first = judge_completions(prompts, judged, recipe, judgment_cache(recipe), usage)
+    assert usage.calls + usage.cache_hits == 20
+    usage = JudgeUsage()
+    assert judge_completions(prompts, judged, recipe, judgment_cache(recipe), usage) == first
+    assert (usage.calls, usage.cache_hits) == (0, 20)
+    pairs = make_pairs(samples, sel, first, recipe, 2)
     assert len(pairs) <= 10 and {p.prompt_id for p in pairs} <= picked_prompts
 
 
 def test_round_one_certainty_is_zero(tiny_policy_dir):
-    from selm import stages
+    from selm import worlds
     from selm.config import load_recipe
+    from selm.pipeline.sample import sample
+    from selm.pipeline.select import select_comparisons
 
     recipe = load_recipe(
         None, ["world.train_prompts_per_round=16", "select.acquisition=certainty", "select.label_budget=4"]
     )
-    samples = stages.sample(str(tiny_policy_dir), stages.train_prompts(recipe, 1), recipe, 1, "sft")
-    sel = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
+    samples = sample(str(tiny_policy_dir), worlds.of(recipe).train_prompts(recipe, 1), recipe, 1, "sft")
+    sel = select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
     assert set(sel.certainty) == {0.0} and sel.picked == [0, 1, 2, 3]

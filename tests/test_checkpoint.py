@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from selm.checkpoint import atomic_save_pretrained
+from selm.models.checkpoint import atomic_save_pretrained
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from fault_proxy import FaultProxy
 
-from evals import alpaca_eval, mt_bench
-from evals.graders import LLMGrader, ProxyGrader
+from selm.benchmarks import alpaca_eval, mt_bench
+from selm.benchmarks.graders import LLMGrader, ProxyGrader
 from selm.data import data_dir, resolve
-from selm.llm_judge import LLMEndpoint
+from selm.judges.llm import LLMEndpoint
 
 needs_data = pytest.mark.skipif(
     not (data_dir() / "mt_bench" / "question.jsonl").exists(), reason=f"no evaluation data under {data_dir()}"
@@ -121,7 +121,7 @@ def test_mt_bench_questions_and_official_judge_prompts():
 
 @pytest.fixture(scope="module")
 def sampler(tiny_policy):
-    from selm.sampling import HFSampler
+    from selm.models.sampling import HFSampler
 
     return HFSampler(*tiny_policy, batch_size=64)
 

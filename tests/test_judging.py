@@ -1,7 +1,8 @@
-from selm import tinyworld
-from selm.judging import JudgeUsage, judge, weighted_sum
-from selm.judgment_cache import JudgmentCache
+from selm.algorithms.rewards import weighted_sum
+from selm.judges.base import JudgeUsage, RuleJudge, judge_replies
+from selm.judges.cache import JudgmentCache
 from selm.records import Completion
+from selm.worlds import tiny
 
 
 def test_weighted_sum():
@@ -9,21 +10,20 @@ def test_weighted_sum():
 
 
 def test_repeated_judging_hits_the_cache_every_time(tmp_path):
-    prompts = list({p.id: p for p in tinyworld.prompts("train", 30, seed=0)}.values())[:20]  # distinct prompts
+    prompts = list({p.id: p for p in tiny.prompts("train", 30, seed=0)}.values())[:20]  # distinct prompts
     comps = [
         Completion(p.id, reply, [1], [-1.0], "sample", 1, "r0") for p in prompts for reply in ("5", p.meta["answer"])
     ]
-    weights = {"correctness": 1.0, "conciseness": 0.5, "safety": 1.0}
-    by_id = {p.id: p for p in prompts}
-    cache = JudgmentCache(tmp_path / "j.sqlite")
-    first = judge(by_id, comps, tinyworld.score, weights, tinyworld.JUDGE_ID, cache=cache)
-    assert cache.hits == 0 and cache.misses == 40
+    rules = RuleJudge(tiny.score, {"correctness": 1.0, "conciseness": 0.5, "safety": 1.0}, tiny.JUDGE_ID)
+    cache, usage = JudgmentCache(tmp_path / "j.sqlite"), JudgeUsage()
+    first = judge_replies(rules, prompts, comps, cache, usage)
+    assert (usage.calls, usage.cache_hits, len(cache)) == (40, 0, 40)
+    assert [j.reward for j in first] == [weighted_sum(j.scores, rules.weights) for j in first]
     cache.close()
 
     again = JudgmentCache(tmp_path / "j.sqlite")  # a new process, say a resumed round
     usage = JudgeUsage()
-    second = judge(by_id, comps, tinyworld.score, weights, tinyworld.JUDGE_ID, cache=again, usage=usage)
-    assert (again.hits, again.misses) == (40, 0)
+    second = judge_replies(rules, prompts, comps, again, usage)
     assert usage.metrics() == {
         "judge_calls": 0,
         "judge_cache_hits": 40,
@@ -32,5 +32,6 @@ def test_repeated_judging_hits_the_cache_every_time(tmp_path):
         "judge_parse_failures": 0,
     }
     assert second == first
-    other = judge(by_id, comps, tinyworld.score, weights, "another-judge", cache=again)
-    assert again.misses == 40 and [j.scores for j in other] == [j.scores for j in first]
+    usage = JudgeUsage()
+    other = judge_replies(RuleJudge(tiny.score, rules.weights, "another-judge"), prompts, comps, again, usage)
+    assert usage.calls == 40 and [j.scores for j in other] == [j.scores for j in first]

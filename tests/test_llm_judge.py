@@ -7,11 +7,10 @@ import math
 import pytest
 from fault_proxy import FaultProxy
 
-from selm import stages, tinyworld
 from selm.config import RecipeError, load_recipe
-from selm.judging import JudgeUsage
-from selm.judgment_cache import JudgmentCache
-from selm.llm_judge import (
+from selm.judges.base import JudgeUsage
+from selm.judges.cache import JudgmentCache
+from selm.judges.llm import (
     JudgeUnavailable,
     LLMEndpoint,
     LLMJudge,
@@ -21,7 +20,9 @@ from selm.llm_judge import (
     rank_groups,
     rate_replies,
 )
+from selm.pipeline.judge import judge_completions
 from selm.records import Completion
+from selm.worlds import tiny
 
 # ---------------------------------------------------------------- parser
 
@@ -150,7 +151,7 @@ def test_single_ratings_against_a_real_server(judge_server):
 def test_judge_stage_with_the_llm_backend_caches_and_ranks(judge_server, tmp_path):
     base_url, _ = judge_server
     recipe = load_recipe(overrides=["judge.backend=llm", f'judge.llm.base_url="{base_url}"'])
-    prompts = [p for p in tinyworld.prompts("train", 40, seed=3) if not p.meta["unsafe"]][:6]
+    prompts = [p for p in tiny.prompts("train", 40, seed=3) if not p.meta["unsafe"]][:6]
     comps = [
         Completion(p.id, r, [1], [-1.0], "sample", 1, "r0")
         for p in prompts
@@ -158,14 +159,14 @@ def test_judge_stage_with_the_llm_backend_caches_and_ranks(judge_server, tmp_pat
     ]
     cache = JudgmentCache(tmp_path / "j.sqlite")
     usage = JudgeUsage()
-    judgments = stages.judge_completions(prompts, comps, recipe, cache, usage, training=True)
+    judgments = judge_completions(prompts, comps, recipe, cache, usage, training=True)
     assert len(judgments) == 18 and usage.calls == 6 * 3 * 2 and usage.parse_failures == 0
     assert all(j.judge.startswith("llm:") and set(j.scores) == {"llm_winrate"} for j in judgments)
     exact_wins = sum(judgments[3 * k].reward == max(j.reward for j in judgments[3 * k : 3 * k + 3]) for k in range(6))
     assert exact_wins >= 4  # the exact answer tops its group for most prompts (the judge LM is small, not perfect)
 
     again = JudgeUsage()
-    assert stages.judge_completions(prompts, comps, recipe, cache, again, training=True) == judgments
+    assert judge_completions(prompts, comps, recipe, cache, again, training=True) == judgments
     assert (again.calls, again.cache_hits) == (0, 18)  # a resumed judge step pays for nothing twice
 
 
@@ -229,7 +230,7 @@ def test_garbage_verdicts_are_counted_and_never_become_preferences(judge_server)
 def test_a_round_judged_by_the_llm_three_way(judge_server, tmp_path, tiny_policy_dir):
     """One round in-process (the stages the flow's steps call): sample one reply per prompt, rank it with the
     dataset's chosen and rejected replies by the served judge LM, train on best vs worst, evaluate."""
-    from selm.local_experiment import run_experiment
+    from selm.pipeline.experiment import run_experiment
 
     recipe = load_recipe(
         overrides=[

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from evals.lm_eval_suite import LOCAL_TASKS, evaluate, flat_metrics, materialize
+from selm.benchmarks.lm_eval_suite import LOCAL_TASKS, evaluate, flat_metrics, materialize
 from selm.data import data_dir
 
 pytestmark = pytest.mark.skipif(

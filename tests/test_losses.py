@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from selm.losses import dpo_loss, implicit_reward, selm_loss
+from selm.algorithms.losses import dpo_loss, implicit_reward, selm_loss
 
 
 def _leaf(*xs):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from selm.pairs import best_vs_worst
+from selm.algorithms.pairs import best_vs_worst
 from selm.records import Completion, Judgment, PreferencePair, Prompt, read_jsonl, write_jsonl
 
 
@@ -61,24 +61,27 @@ def test_nan_rewards_never_become_preferences():
 
 def test_three_way_ranking_with_the_dataset_pair(tiny_policy_dir):
     """SELM's {policy reply, dataset chosen, dataset rejected}: best vs worst of the three per prompt."""
-    from selm import stages
+    from selm import worlds
     from selm.config import RecipeError, load_recipe
+    from selm.pipeline.judge import judge_completions, make_pairs
+    from selm.pipeline.sample import sample
+    from selm.pipeline.select import select_comparisons
 
     with pytest.raises(RecipeError, match="sampling.n must be at least 2"):
         load_recipe(overrides=["sampling.n=1"])
     recipe = load_recipe(overrides=["sampling.n=1", "pairs.dataset_candidates=true", "pairs.min_margin=0"])
-    prompts = stages.train_prompts(recipe, 1)[:24]
-    samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
+    prompts = worlds.of(recipe).train_prompts(recipe, 1)[:24]
+    samples = sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
     kinds = [c.kind for c in samples.completions]
     assert kinds == ["sample"] * 24 + ["dataset"] * 48
     from transformers import AutoTokenizer
 
     eos = AutoTokenizer.from_pretrained(tiny_policy_dir).eos_token_id
     assert all(c.token_ids[-1] == eos and len(c.token_ids) > 1 for c in samples.completions[24:])
-    selection = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
+    selection = select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
     judged = [samples.completions[i] for i in selection.completion_indices]
-    judgments = stages.judge_completions(prompts, judged, recipe, training=True)
-    pairs = stages.make_pairs(samples, selection, judgments, recipe, 1)
+    judgments = judge_completions(prompts, judged, recipe, training=True)
+    pairs = make_pairs(samples, selection, judgments, recipe, 1)
     assert pairs
     for pair in pairs:
         group = {c.kind + c.policy: j.reward for c, j in zip(judged, judgments) if c.prompt_id == pair.prompt_id}

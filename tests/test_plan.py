@@ -4,10 +4,12 @@ import json
 
 import pytest
 
-from selm import stages
+from conftest import QUICK_BUILD
+from selm import worlds
 from selm.config import RecipeError, load_recipe
 from selm.data import data_dir, load_prompt_file
-from selm.plan import architecture, main, n_params, plan
+from selm.pipeline.plan import architecture, main, n_params, plan
+from selm.pipeline.preflight import check
 
 PAPER = ["zephyr_selm", "zephyr_dpo", "llama3_selm", "llama3_dpo"]
 
@@ -35,8 +37,10 @@ def test_parameter_count_matches_a_real_model(tiny_policy_dir):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_policy_dir)
     config = json.loads((tiny_policy_dir / "config.json").read_text())
-    assert n_params(architecture(str(tiny_policy_dir))) == sum(p.numel() for p in model.parameters())
-    assert architecture(str(tiny_policy_dir))["hidden_size"] == config["hidden_size"]
+    recipe = load_recipe(None, [f"policy.tiny.{k}={v}" for k, v in QUICK_BUILD.items()])
+    assert n_params(architecture(str(tiny_policy_dir), recipe)) == sum(p.numel() for p in model.parameters())
+    assert architecture(str(tiny_policy_dir), recipe)["hidden_size"] == config["hidden_size"]
+    assert architecture("tiny", recipe) == config  # the world's own model (this one: built by the fixture)
 
 
 def test_llm_pairwise_judge_calls_and_a_plan_that_does_not_fit(capsys):
@@ -45,7 +49,7 @@ def test_llm_pairwise_judge_calls_and_a_plan_that_does_not_fit(capsys):
     big = ["policy.init=meta-llama/Meta-Llama-3-8B-Instruct", "hardware.gpus=1", "hardware.gpu_memory_gb=24"]
     assert main(["llama3_selm", *big]) == 1 and "fits: NOTHING" in capsys.readouterr().out
     with pytest.raises(ValueError, match="KNOWN_ARCHITECTURES"):
-        architecture("someone/unknown-model")
+        architecture("someone/unknown-model", recipe)
 
 
 needs_prompts = pytest.mark.skipif(
@@ -64,15 +68,16 @@ def test_prompts_world_gives_disjoint_slices_with_the_dataset_pair():
         "judge.reference_key=chosen",
     ]
     recipe = load_recipe(None, overrides)
-    slices = [stages.train_prompts(recipe, k) for k in (1, 2, 3)]
+    slices = [worlds.of(recipe).train_prompts(recipe, k) for k in (1, 2, 3)]
     ids = [{p.id for p in s} for s in slices]
     assert all(len(s) == 300 for s in ids) and not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])
     assert all(p.meta["chosen"] and p.meta["rejected"] for p in slices[0])
-    assert stages.train_prompts(recipe, 2) == slices[1]  # the same slices on every call (resume, other steps)
+    assert worlds.of(recipe).train_prompts(recipe, 2) == slices[1]  # the same on every call (resume, other steps)
+    too_many = load_recipe(None, [*overrides, "world.train_prompts_per_round=400"])
     with pytest.raises(ValueError, match="need 1200 disjoint ones"):
-        stages.train_prompts(load_recipe(None, [*overrides, "world.train_prompts_per_round=400"]), 1)
-    with pytest.raises(RecipeError, match="judge.backend = 'rules' judges the tiny world"):
-        load_recipe(None, overrides[:3])
+        worlds.of(too_many).train_prompts(too_many, 1)
+    with pytest.raises(RecipeError, match="judge.backend = 'rules': world 'prompts' has no rule judges"):
+        check(load_recipe(None, overrides[:3]))
     assert plan(recipe)["prompts_available"] == 1000
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from selm.config import RecipeError, load_recipe
-from selm.preflight import check
+from selm.pipeline.preflight import check
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -3,25 +3,25 @@
 import pytest
 
 from conftest import QUICK_BUILD
-from selm import tinyworld
-from selm.tinyworld.tasks import REFUSAL
+from selm.worlds import tiny
+from selm.worlds.tiny.tasks import REFUSAL
 
 QUICK_RM = dict(pairs=3000, steps=150)
 
 
 @pytest.fixture(scope="module")
 def reward_model_dir(tiny_policy_dir):
-    from selm.tinyworld.policy import TinyPolicySpec
-    from selm.tinyworld.reward_model import TinyRewardSpec, tiny_reward_model_path
+    from selm.worlds.tiny.policy import TinyPolicySpec
+    from selm.worlds.tiny.reward_model import TinyRewardSpec, tiny_reward_model_path
 
     return tiny_reward_model_path(TinyRewardSpec(**QUICK_RM), TinyPolicySpec(**QUICK_BUILD))
 
 
 def test_reward_model_prefers_better_replies_on_held_out_prompts(reward_model_dir):
-    from selm.reward_model import OBJECTIVE, RewardModelJudge
+    from selm.judges.reward_model import OBJECTIVE, RewardModelJudge
 
-    judge = RewardModelJudge(reward_model_dir)
-    prompts = [p for p in tinyworld.prompts("heldout", 200, seed=5) if not p.meta["unsafe"]]
+    judge = RewardModelJudge(reward_model_dir).score
+    prompts = [p for p in tiny.prompts("heldout", 200, seed=5) if not p.meta["unsafe"]]
     good = judge(prompts, [p.meta["answer"] for p in prompts])
     verbose = judge(prompts, [f"The answer is {p.meta['answer']}. I hope this helps you!" for p in prompts])
     refused = judge(prompts, [REFUSAL for _ in prompts])
@@ -31,10 +31,10 @@ def test_reward_model_prefers_better_replies_on_held_out_prompts(reward_model_di
 
 
 def test_batching_and_padding_do_not_change_scores(reward_model_dir):
-    from selm.reward_model import RewardModelJudge
+    from selm.judges.reward_model import RewardModelJudge
 
-    judge = RewardModelJudge(reward_model_dir)
-    prompts = tinyworld.prompts("heldout", 6, seed=6)
+    judge = RewardModelJudge(reward_model_dir).score
+    prompts = tiny.prompts("heldout", 6, seed=6)
     replies = ["5", "The answer is 12345. I hope this helps you!", REFUSAL, "a", "tac", "1 2 3"]
     together = judge(prompts, replies)
     alone = [judge([p], [r])[0] for p, r in zip(prompts, replies)]
@@ -43,8 +43,11 @@ def test_batching_and_padding_do_not_change_scores(reward_model_dir):
 
 
 def test_reward_model_ranks_training_pairs_and_evaluation_stays_on_the_rules(reward_model_dir, tiny_policy_dir):
-    from selm import stages
+    from selm import worlds
     from selm.config import load_recipe
+    from selm.pipeline.judge import judge_completions, make_pairs, reward_metrics
+    from selm.pipeline.sample import sample
+    from selm.pipeline.select import select_comparisons
 
     recipe = load_recipe(
         None,
@@ -55,14 +58,14 @@ def test_reward_model_ranks_training_pairs_and_evaluation_stays_on_the_rules(rew
             "judge.cache=off",
         ],
     )
-    prompts = stages.train_prompts(recipe, 1)
-    samples = stages.sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
-    ranked = stages.judge_completions(prompts, samples.completions, recipe, training=True)
+    prompts = worlds.of(recipe).train_prompts(recipe, 1)
+    samples = sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
+    ranked = judge_completions(prompts, samples.completions, recipe, training=True)
     assert {j.judge for j in ranked} == {f"rm:{reward_model_dir.resolve()}"}
     assert all(set(j.scores) == {"reward_model"} and j.reward == j.scores["reward_model"] for j in ranked)
-    selection = stages.select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
-    pairs = stages.make_pairs(samples, selection, ranked, recipe, 1)
+    selection = select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
+    pairs = make_pairs(samples, selection, ranked, recipe, 1)
     assert pairs and all(p.chosen_reward > p.rejected_reward for p in pairs)
-    measured = stages.judge_completions(prompts, samples.completions, recipe)  # evaluation: the world's rules
+    measured = judge_completions(prompts, samples.completions, recipe)  # evaluation: the world's rules
     assert set(measured[0].scores) == {"correctness", "conciseness", "safety"}
-    assert "train_good_all" not in stages.reward_metrics(ranked, "train")
+    assert "train_good_all" not in reward_metrics(ranked, "train", recipe)

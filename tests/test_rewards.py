@@ -1,21 +1,18 @@
-"""LSC transform, quantile and combination against values computed by hand."""
+"""LSC transform, reference points and combination against values computed by hand."""
 
 import math
 
 import pytest
 
+from selm.algorithms.rewards import combine, log_sigmoid, lsc_utility, reference_points
 from selm.records import Judgment
-from selm.rewards import combine, log_sigmoid, lsc_utility, quantile, reference_points
 
 
-def test_quantile_by_hand():
-    # sorted [1, 2, 4, 10]; q = 0.85 → h = 3·0.85 = 2.55 → 4 + 0.55·(10 − 4) = 7.3
-    assert quantile([10, 1, 4, 2], 0.85) == pytest.approx(7.3)
-    assert quantile([3.0], 0.85) == 3.0
-    assert quantile([0.0, 1.0], 0.5) == 0.5
-    assert quantile([5, 1, 3], 0.0) == 1 and quantile([5, 1, 3], 1.0) == 5
-    with pytest.raises(ValueError):
-        quantile([], 0.5)
+def test_reference_point_is_the_interpolated_quantile_by_hand():
+    # sorted [1, 2, 4, 10]; q = 0.85 → h = 3·0.85 = 2.55 → 4 + 0.55·(10 − 4) = 7.3; a NaN verdict is no evidence
+    js = [Judgment("x", i, {"a": s}, s, "j") for i, s in enumerate([10, 1, math.nan, 4, 2])]
+    assert reference_points(js, 0.85)[("x", "a")] == pytest.approx(7.3)
+    assert reference_points(js[:1], 0.85)[("x", "a")] == 10
 
 
 def test_log_sigmoid_and_utility_by_hand():
@@ -60,16 +57,17 @@ def test_unknown_method():
 
 
 def test_training_judgments_can_be_ranked_by_lsc():
-    from selm import stages, tinyworld
     from selm.config import load_recipe
+    from selm.pipeline.judge import judge_completions
     from selm.records import Completion
+    from selm.worlds import tiny
 
     recipe = load_recipe(None, ["judge.combine=lsc", "judge.lsc_quantile=0.5"])
-    prompt = tinyworld.prompts("train", 1, seed=7)[0]
+    prompt = tiny.prompts("train", 1, seed=7)[0]
     replies = [prompt.meta["answer"], "I can not help with that.", "The answer is something long and wrong"]
     comps = [Completion(prompt.id, r, [1], [-1.0], "sample", 1, "r0") for r in replies]
-    raw = stages.judge_completions([prompt], comps, recipe)
-    lsc = stages.judge_completions([prompt], comps, recipe, training=True)
+    raw = judge_completions([prompt], comps, recipe)
+    lsc = judge_completions([prompt], comps, recipe, training=True)
     assert [j.scores for j in raw] == [j.scores for j in lsc]
     assert [j.reward for j in lsc] == [j.reward for j in combine(raw, "lsc", recipe.judge.weights, 0.5)]
     assert max(lsc, key=lambda j: j.reward).completion_index == 0  # the right, short, safe answer ranks first

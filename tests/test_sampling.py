@@ -2,15 +2,15 @@
 
 import torch
 
-from selm import tinyworld
-from selm.chat import encode_prompt
-from selm.logprobs import batched_sequence_logprobs
-from selm.sampling import HFSampler
+from selm.models.chat import encode_prompt
+from selm.models.logprobs import batched_sequence_logprobs
+from selm.models.sampling import HFSampler
+from selm.worlds import tiny
 
 
 def test_greedy_is_the_same_alone_or_in_a_padded_batch(tiny_policy):
     model, tok = tiny_policy
-    prompts = tinyworld.prompts("heldout", 24, seed=3)
+    prompts = tiny.prompts("heldout", 24, seed=3)
     assert len({len(encode_prompt(tok, p.text)) for p in prompts}) > 1  # the batch really needs padding
     batched = HFSampler(model, tok, batch_size=64).sample(prompts, greedy=True, max_new_tokens=16)
     alone = [HFSampler(model, tok, batch_size=1).sample([p], greedy=True, max_new_tokens=16)[0] for p in prompts[:6]]
@@ -21,7 +21,7 @@ def test_greedy_is_the_same_alone_or_in_a_padded_batch(tiny_policy):
 def test_token_logprobs_equal_a_teacher_forced_forward_pass(tiny_policy):
     """At T=1 with no top-k/top-p, generate's log-probs are the model's: Σ must equal log π(y|x) recomputed."""
     model, tok = tiny_policy
-    prompts = tinyworld.prompts("train", 16, seed=4)
+    prompts = tiny.prompts("train", 16, seed=4)
     torch.manual_seed(0)
     comps = HFSampler(model, tok, batch_size=64).sample(prompts, n=3, temperature=1.0, max_new_tokens=20)
     assert len(comps) == 48
@@ -38,7 +38,7 @@ def test_token_logprobs_equal_a_teacher_forced_forward_pass(tiny_policy):
 
 def test_replies_end_with_the_end_of_turn_token_or_hit_the_limit(tiny_policy):
     model, tok = tiny_policy
-    comps = HFSampler(model, tok).sample(tinyworld.prompts("train", 32, seed=5), n=2, max_new_tokens=12)
+    comps = HFSampler(model, tok).sample(tiny.prompts("train", 32, seed=5), n=2, max_new_tokens=12)
     for c in comps:
         assert c.token_ids[-1] == tok.eos_token_id or len(c.token_ids) == 12
         assert tok.eos_token_id not in c.token_ids[:-1]

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
+from selm.models.sampling import load_policy
 from selm.records import write_jsonl
-from selm.sampling import load_policy
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def train_in_subprocess(tiny_policy_dir, pairs, overrides, tmp_path, env=None):
         "from selm.records import PreferencePair, read_jsonl;"
         f"r = load_recipe(None, {overrides!r} + ['train.epochs=2', 'train.batch_size=16']);"
         f"pairs = read_jsonl(PreferencePair, {str(tmp_path / 'pairs.jsonl')!r});"
-        f"h = stages.train({str(tiny_policy_dir)!r}, pairs, r, 1, Path({str(tmp_path / 'policy')!r}));"
+        f"h = train({str(tiny_policy_dir)!r}, pairs, r, 1, Path({str(tmp_path / 'policy')!r}));"
         "print('HISTORY ' + json.dumps(h.steps))"
     )
     full_env = {**os.environ, **(env or {}), "MASTER_PORT": str(free_port())}

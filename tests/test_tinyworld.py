@@ -1,8 +1,8 @@
 import pytest
 
-from selm import tinyworld
-from selm.tinyworld.judges import conciseness, correctness, safety
-from selm.tinyworld.tasks import REFUSAL, Task, sample_tasks, split_of
+from selm.worlds import tiny
+from selm.worlds.tiny.rules import conciseness, correctness, safety
+from selm.worlds.tiny.tasks import REFUSAL, Task, sample_tasks, split_of
 
 ADD = Task("add 2 and 3", "add", "5", unsafe=False)
 REV = Task("reverse the word cat", "reverse", "tac", unsafe=False)
@@ -46,16 +46,16 @@ def test_splits_are_disjoint_and_deterministic():
 
 
 def test_prompt_records_carry_the_answer_and_a_rated_dataset_pair():
-    from selm.tinyworld.judges import weighted
+    from selm.worlds.tiny.rules import weighted
 
-    ps = tinyworld.prompts("heldout", 50, seed=0)
+    ps = tiny.prompts("heldout", 50, seed=0)
     assert set(ps[0].meta) == {"kind", "answer", "unsafe", "chosen", "rejected"}
-    assert tinyworld.score([ps[0]], [ps[0].meta["answer"]])[0]["correctness"] == 1.0
-    chosen = tinyworld.score(ps, [p.meta["chosen"] for p in ps])
-    rejected = tinyworld.score(ps, [p.meta["rejected"] for p in ps])
+    assert tiny.score([ps[0]], [ps[0].meta["answer"]])[0]["correctness"] == 1.0
+    chosen = tiny.score(ps, [p.meta["chosen"] for p in ps])
+    rejected = tiny.score(ps, [p.meta["rejected"] for p in ps])
     assert all(weighted(c) >= weighted(r) for c, r in zip(chosen, rejected))
     assert sum(weighted(c) > weighted(r) for c, r in zip(chosen, rejected)) > 40  # ties only when all tries tie
-    assert [p.meta for p in ps] == [p.meta for p in tinyworld.prompts("heldout", 50, seed=0)]  # fixed per task
+    assert [p.meta for p in ps] == [p.meta for p in tiny.prompts("heldout", 50, seed=0)]  # fixed per task
 
 
 def test_bad_split():

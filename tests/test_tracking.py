@@ -8,8 +8,8 @@ import mlflow
 import pytest
 
 from selm import tracking
-from selm.chat import encode_prompt
 from selm.config import load_recipe
+from selm.models.chat import encode_prompt
 from selm.records import Prompt
 
 

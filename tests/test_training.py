@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from selm.config import load_recipe
-from selm.logprobs import batched_sequence_logprobs
-from selm.sampling import load_policy
-from selm.training import NonFiniteLossError, reference_logps, train_preferences
+from selm.models.logprobs import batched_sequence_logprobs
+from selm.models.sampling import load_policy
+from selm.models.training import NonFiniteLossError, reference_logps, train_preferences
 
 
 @pytest.mark.parametrize("loss", ["selm", "dpo"])
@@ -58,7 +58,7 @@ def test_no_pairs_is_an_error(tiny_policy):
 
 
 def test_truncation_keeps_the_prompt_end_and_fits_max_length(round_pairs):
-    from selm.training import truncate
+    from selm.models.training import truncate
 
     p = round_pairs[0]
     p = type(p)(**{**p.__dict__, "prompt_ids": list(range(10)), "chosen_ids": list(range(100, 108))})

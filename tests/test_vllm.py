@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from conftest import QUICK_BUILD, ROOT
-from selm import tinyworld
-from selm.logprobs import batched_sequence_logprobs
+from selm.models.logprobs import batched_sequence_logprobs
+from selm.models.sampling import HFSampler, load_policy
 from selm.records import Completion
-from selm.sampling import HFSampler, load_policy
+from selm.worlds import tiny
 
 VLLM_PYTHON = Path(os.environ.get("SELM_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
 pytestmark = pytest.mark.skipif(
@@ -28,7 +28,7 @@ import json, sys
 if __name__ == "__main__":  # vLLM starts worker processes
     from dataclasses import asdict
     from selm.records import Prompt
-    from selm.sampling import VLLMSampler
+    from selm.models.sampling import VLLMSampler
     path, prompts = sys.argv[1], [Prompt(**p) for p in json.loads(sys.argv[2])]
     sampler = VLLMSampler(path, dtype="float32", enforce_eager=True)
     greedy = sampler.sample(prompts, greedy=True, max_new_tokens=16)
@@ -40,13 +40,13 @@ if __name__ == "__main__":  # vLLM starts worker processes
 @pytest.fixture(scope="module")
 def vllm_policy():
     """The quick tiny policy with 3 heads of 32 dimensions: vLLM's CPU attention kernels need head_dim ≥ 32."""
-    from selm.tinyworld.policy import TinyPolicySpec, tiny_policy_path
+    from selm.worlds.tiny.policy import TinyPolicySpec, tiny_policy_path
 
     return tiny_policy_path(TinyPolicySpec(**QUICK_BUILD, heads=3))
 
 
 def test_vllm_sampler_matches_hf(vllm_policy, tmp_path):
-    prompts = list({p.id: p for p in tinyworld.prompts("heldout", 24, seed=5)}.values())[:12]
+    prompts = list({p.id: p for p in tiny.prompts("heldout", 24, seed=5)}.values())[:12]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     arg = json.dumps([{"id": p.id, "text": p.text} for p in prompts])
     proc = subprocess.run(
@@ -71,7 +71,7 @@ def test_vllm_sampler_matches_hf(vllm_policy, tmp_path):
         assert v.token_logprobs == pytest.approx(h.token_logprobs, abs=1e-4)
 
     assert [c.prompt_id for c in vllm_sampled] == [p.id for p in prompts for _ in range(4)]
-    from selm.chat import encode_prompt
+    from selm.models.chat import encode_prompt
 
     forced = batched_sequence_logprobs(
         model,

@@ -1,0 +1,231 @@
+"""Sampling from a policy: batched Hugging Face ``generate`` (KV cache, left padding, chat template) or vLLM.
+
+Both samplers return one ``Completion`` per generated reply with its token ids and token log-probs, so later stages
+never re-tokenize text, and both decode the same ids to the same text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from selm.models.chat import encode_prompt
+from selm.progress import progress
+from selm.records import Completion, Prompt
+
+
+def load_policy(path: str | Path, dtype=torch.float32):
+    """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selm.progress import quiet_transformers
+
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model.eval()
+    return model, tokenizer
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    eos = eos if isinstance(eos, list) else [eos]
+    return {e for e in eos + [tokenizer.eos_token_id] if e is not None}
+
+
+class Sampler:
+    """What every backend shares: ``sample`` renders prompts with the chat template and calls ``sample_encoded``."""
+
+    def sample(
+        self,
+        prompts: Sequence[Prompt],
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 32,
+        greedy: bool = False,
+        round: int = 0,
+        desc: str = "sample",
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """``n`` replies per prompt (all replies of a prompt are adjacent, prompts keep their order).
+
+        Sampling is from the full distribution at ``temperature`` (no top-k / top-p), so ``token_logprobs``
+        are log-probs under exactly the distribution that was sampled; with ``greedy`` n must be 1. A ``seed``
+        makes the draw reproducible (on the same machine).
+        """
+        encoded = [encode_prompt(self.tokenizer, p.text) for p in prompts]
+        return self.sample_encoded(
+            encoded, [p.id for p in prompts], n, temperature, max_new_tokens, greedy, round, desc, seed
+        )
+
+    def _completion(self, token_ids: list[int], logprobs: list[float], greedy: bool, prompt_key: str, round: int):
+        """A generated reply as a record; every backend decodes the same way, so the same ids give the same text."""
+        return Completion(
+            prompt_id=prompt_key,
+            text=self.tokenizer.decode(token_ids, skip_special_tokens=True).strip(),
+            token_ids=token_ids,
+            token_logprobs=logprobs,
+            kind="greedy" if greedy else "sample",
+            round=round,
+            policy=self.policy,
+        )
+
+
+class HFSampler(Sampler):
+    """Batched sampling with ``model.generate``; prompts are sorted by length so a batch pads only a little."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 256, policy: str = "policy"):
+        self.model, self.tokenizer, self.batch_size, self.policy = model, tokenizer, batch_size, policy
+        self.eos = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos)
+        self.truncated = 0  # prompts cut to fit the context (see sample_encoded)
+
+    @torch.no_grad()
+    def sample_encoded(
+        self,
+        encoded: Sequence[list[int]],
+        prompt_keys: Sequence[str],
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 32,
+        greedy: bool = False,
+        round: int = 0,
+        desc: str = "sample",
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """``sample`` for prompts already rendered to token ids (e.g. multi-turn conversations); ``prompt_keys``
+        are the ``Prompt.id`` of each, carried into the replies.
+
+        A prompt longer than the model's context less ``max_new_tokens`` keeps its *last* tokens (the latest turn
+        and the assistant header) and is counted in ``self.truncated``."""
+        if greedy and n != 1:
+            raise ValueError("greedy decoding gives one reply per prompt; set n=1")
+        if seed is not None:
+            torch.manual_seed(seed)
+        encoded, cut = truncate_prompts(
+            encoded, getattr(self.model.config, "max_position_embeddings", None), max_new_tokens
+        )
+        self.truncated += cut
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        per_batch = max(1, self.batch_size // n)
+        results: list[list[Completion]] = [[] for _ in encoded]
+        bar = progress(total=len(encoded) * n, desc=desc, unit="reply")
+        for start in range(0, len(order), per_batch):
+            idx = order[start : start + per_batch]
+            rows = [i for i in idx for _ in range(n)]  # generate returns the n replies of a prompt adjacent
+            generated = self._generate([encoded[i] for i in idx], n, temperature, max_new_tokens, greedy)
+            for i, (ids, logprobs) in zip(rows, generated, strict=True):
+                results[i].append(self._completion(ids, logprobs, greedy, prompt_keys[i], round))
+            bar.update(len(idx) * n)
+        bar.close()
+        return [c for per_prompt in results for c in per_prompt]
+
+    def _generate(self, batch: list[list[int]], n, temperature, max_new_tokens, greedy) -> list[tuple[list, list]]:
+        """(reply token ids up to and including end of turn, their log-probs) per returned sequence."""
+        T = max(len(x) for x in batch)
+        ids = torch.full((len(batch), T), self.pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for r, x in enumerate(batch):  # left padding: the last prompt token sits at the same position in every row
+            ids[r, T - len(x) :] = torch.tensor(x)
+            attn[r, T - len(x) :] = 1
+        kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+        out = self.model.generate(
+            input_ids=ids.to(self.model.device),
+            attention_mask=attn.to(self.model.device),
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=n,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos),
+            output_scores=True,
+            return_dict_in_generate=True,
+            use_cache=True,
+            **kwargs,
+        )
+        new = out.sequences[:, T:].cpu()
+        # log-probs of the chosen tokens under the distribution sampled from (the processed scores)
+        logp = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True).float().cpu()
+        replies = []
+        for row, lp in zip(new.tolist(), logp.tolist()):
+            end = next((k + 1 for k, t in enumerate(row) if t in self.eos), len(row))
+            replies.append((row[:end], lp[:end]))
+        return replies
+
+
+def truncate_prompts(encoded: Sequence[list[int]], context: int | None, max_new_tokens: int) -> tuple[list, int]:
+    """Prompts cut to their last ``context − max_new_tokens`` tokens (the latest turn and the assistant header), and
+    how many were cut."""
+    if not context:
+        return list(encoded), 0
+    room = max(1, context - max_new_tokens)
+    return [x[-room:] for x in encoded], sum(len(x) > room for x in encoded)
+
+
+class VLLMSampler(Sampler):
+    """The ``HFSampler`` contract on vLLM (``LLM.generate`` with ``SamplingParams(n=…, logprobs=0)``): n replies
+    per prompt, adjacent and in prompt order, with token ids and the log-prob of each sampled token under the
+    sampling distribution, decoded exactly as ``HFSampler`` decodes. ``llm_kwargs`` go to ``vllm.LLM``
+    (``tensor_parallel_size``, ``gpu_memory_utilization``, …)."""
+
+    def __init__(self, path: str | Path, batch_size: int = 256, policy: str = "policy", **llm_kwargs):
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.llm = LLM(model=str(path), **{"dtype": "auto", "seed": 0, **llm_kwargs})
+        self.policy, self.batch_size = policy, batch_size  # vLLM batches by itself; kept for the same signature
+        eos = self.llm.llm_engine.get_tokenizer().eos_token_id
+        self.eos = sorted({e for e in (eos, self.tokenizer.eos_token_id) if e is not None})
+        self.context = self.llm.llm_engine.model_config.max_model_len
+        self.truncated = 0
+
+    def sample_encoded(
+        self,
+        encoded,
+        prompt_keys,
+        n=1,
+        temperature=1.0,
+        max_new_tokens=32,
+        greedy=False,
+        round=0,
+        desc="sample",
+        seed=None,
+    ) -> list[Completion]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if greedy and n != 1:
+            raise ValueError("greedy decoding gives one reply per prompt; set n=1")
+        encoded, cut = truncate_prompts(encoded, self.context, max_new_tokens)
+        self.truncated += cut
+        params = SamplingParams(
+            n=n,
+            temperature=0.0 if greedy else temperature,
+            top_p=1.0,
+            max_tokens=max_new_tokens,
+            logprobs=0,
+            seed=seed,
+            stop_token_ids=self.eos,
+        )
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(x)) for x in encoded], params, use_tqdm=True)
+        return [
+            self._completion(
+                list(o.token_ids), [step[t].logprob for step, t in zip(o.logprobs, o.token_ids)], greedy, key, round
+            )
+            for key, out in zip(prompt_keys, outputs)
+            for o in out.outputs
+        ]
+
+
+def make_sampler(backend: str, path: str | Path, batch_size: int, policy: str):
+    """The sampler of ``sampling.backend``: "hf", "vllm", or "auto" = vLLM when a GPU and vllm are present."""
+    if backend == "auto":
+        import importlib.util
+
+        backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
+    if backend == "vllm":
+        return VLLMSampler(path, batch_size, policy)
+    model, tokenizer = load_policy(path)
+    return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy)

@@ -1,0 +1,110 @@
+"""The evaluate stage: the held-out reward of a policy (worlds with rule judges) and the benchmarks the recipe
+enables (lm-eval tasks, MT-Bench, AlpacaEval 2.0)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from selm import worlds
+from selm.config import Recipe
+from selm.pipeline.judge import judge_completions, llm_endpoint, reward_metrics
+from selm.pipeline.policy import sampler
+from selm.progress import timed
+from selm.records import Completion, Judgment
+
+EVAL_SEED = 10_000  # sampling seed of the held-out replies is EVAL_SEED + round, the same for every experiment
+
+
+def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
+    """Held-out reward of the policy: one reply per held-out prompt at ``eval.temperature``, judged by the world's
+    rule judges with the raw weighted sum.
+
+    Returns (metrics, completions, judgments); metrics hold mean and standard error for every objective and the
+    combined reward (``heldout_<objective>`` and ``heldout_<objective>_se``); all empty when the world has no
+    held-out set (the benchmarks evaluate).
+    """
+    prompts = worlds.of(recipe).heldout_prompts(recipe)
+    if not prompts:
+        return {}, [], []
+    completions = sampler(recipe, policy_path, recipe.eval.batch_size, policy_name).sample(
+        prompts,
+        n=1,
+        temperature=recipe.eval.temperature,
+        max_new_tokens=recipe.sampling.max_new_tokens,
+        round=round,
+        desc=f"evaluate round {round}",
+        seed=EVAL_SEED + round,  # the same draw for every experiment: comparisons share their noise
+    )
+    judgments = judge_completions(prompts, completions, recipe)
+    return reward_metrics(judgments, "heldout", recipe), completions, judgments
+
+
+def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
+    """The benchmarks enabled in ``eval`` (lm-eval tasks, MT-Bench, AlpacaEval 2.0) on the policy: (metrics, records
+    per benchmark).
+
+    Graded by ``eval.judge``: the offline proxy (metrics named ``*_proxy_*``) or an LLM judge with the official
+    prompts. ``eval_judge_*`` metrics count the grader's calls, tokens and cost; ``eval_prompts_truncated`` the
+    prompts cut to fit the policy's context."""
+    e = recipe.eval
+    metrics, records = {}, {}
+    if e.lm_eval.tasks:
+        metrics |= lm_eval_metrics(policy_path, recipe)
+    if not (e.mt_bench.enabled or e.alpaca_eval.enabled):
+        return metrics, records
+    from selm.benchmarks import alpaca_eval, mt_bench
+    from selm.benchmarks.graders import LLMGrader, ProxyGrader
+
+    if e.judge.backend == "llm":
+        grader = LLMGrader(llm_endpoint(e.judge.llm, recipe), e.judge.llm.concurrency)
+    else:
+        grader = ProxyGrader(e.judge.embedding_model)
+    draw = sampler(recipe, policy_path, e.batch_size, policy_name)
+    if e.mt_bench.enabled:
+        m = e.mt_bench
+        questions = mt_bench.load_questions(m.questions or None, m.references or None, m.per_category)
+        metrics_mt, records["mt_bench"] = mt_bench.run(draw, grader, questions, m.max_new_tokens, seed=round)
+        metrics |= metrics_mt
+    if e.alpaca_eval.enabled:
+        a = e.alpaca_eval
+        examples = alpaca_eval.load_examples(a.baseline_outputs or None, a.limit)
+        template = None if grader.proxy else alpaca_eval.judge_template(a.judge_prompt or None)
+        metrics_ae, records["alpaca_eval"] = alpaca_eval.run(draw, grader, examples, a.max_new_tokens, template)
+        metrics |= metrics_ae
+    metrics |= {f"eval_{k}": v for k, v in grader.usage.metrics().items()}
+    metrics["eval_prompts_truncated"] = draw.truncated
+    return metrics, records
+
+
+def lm_eval_metrics(policy_path: str, recipe: Recipe) -> dict[str, float]:
+    """``eval.lm_eval.tasks`` through lm-eval's Python API on the loaded policy: {lm_eval_<task>_<metric>: value}."""
+    import tempfile
+
+    from selm.benchmarks.lm_eval_suite import evaluate as lm_evaluate
+    from selm.models.sampling import load_policy
+
+    model, tokenizer = load_policy(policy_path)
+    c = recipe.eval.lm_eval
+    with tempfile.TemporaryDirectory(prefix="selm-lm-eval-") as work:
+        metrics, _ = lm_evaluate(model, tokenizer, c.tasks, c.limit, work, c.batch_size)
+    return metrics
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]  # held-out and benchmark metrics together
+    benchmark_metrics: dict[str, float]
+    completions: list[Completion] = field(default_factory=list)  # the held-out replies
+    judgments: list[Judgment] = field(default_factory=list)  # and their judgments
+    benchmark_records: dict[str, list[dict]] = field(default_factory=dict)  # answers and judgments per benchmark
+    timings: dict[str, float] = field(default_factory=dict)  # time_evaluate_s, time_benchmarks_s
+
+
+def evaluate_all(policy_path: str, recipe: Recipe, round: int, policy_name: str) -> Evaluation:
+    """The evaluate step: ``evaluate`` (held-out reward), then ``benchmarks``, each timed."""
+    timings: dict = {}
+    with timed(timings, "evaluate"):
+        metrics, completions, judgments = evaluate(policy_path, recipe, round, policy_name)
+    with timed(timings, "benchmarks"):
+        bench_metrics, bench_records = benchmarks(policy_path, recipe, round, policy_name)
+    return Evaluation({**metrics, **bench_metrics}, bench_metrics, completions, judgments, bench_records, timings)

@@ -1,0 +1,23 @@
+"""The train stage: DPO / SELM on the round's pairs, the policy at the start of the round as the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from selm.config import Recipe
+from selm.models.training import TrainHistory
+from selm.records import PreferencePair
+
+
+def train(policy_path: str, pairs: list[PreferencePair], recipe: Recipe, round: int, save_to: Path) -> TrainHistory:
+    """Train the round's policy from ``policy_path`` (which is also the reference) and save it to ``save_to``, in this
+    process or, with ``train.processes`` > 1, in that many under ``torchrun``."""
+    if recipe.train.processes > 1:
+        from selm.models.launch import train_distributed
+
+        return train_distributed(policy_path, pairs, recipe, round, save_to)
+    from selm.models.sampling import load_policy
+    from selm.models.training import train_preferences
+
+    model, tokenizer = load_policy(policy_path)
+    return train_preferences(model, tokenizer, pairs, recipe.train, round, recipe.experiment.seed, save_to=save_to)

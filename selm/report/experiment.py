@@ -1,0 +1,88 @@
+"""One function per SELMFlow step: the experiment's MLflow run, its card and the lines printed to the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from selm import tracking
+from selm.algorithms.statistics import improvement
+from selm.config import Recipe
+from selm.pipeline.evaluate import Evaluation
+from selm.pipeline.experiment import headline
+from selm.pipeline.judge import metric_names
+from selm.report import cards, plots
+
+
+def start(
+    card,
+    run_id: str,
+    recipe_name: str,
+    recipe: Recipe,
+    experiment_id: str,
+    policy: str,
+    round0: Evaluation,
+    skipped: Mapping[str, str],
+    initial_policy_s: float,
+) -> None:
+    """Round 0 (the initial policy): its benchmark records and metrics (once, even when start runs again)."""
+    tracking.set_tags(run_id, {"benchmarks_skipped": tracking.describe(skipped)})
+    for name, records in round0.benchmark_records.items():
+        tracking.log_records(run_id, records, f"{name}_round0", "benchmarks")
+    tracking.log_metrics_once(run_id, {**round0.metrics, "time_initial_policy_s": initial_policy_s}, step=0)
+    print(f"round 0 (initial policy): {headline(round0.metrics)}")
+    card.append(
+        cards.markdown(
+            f"# Experiment `{experiment_id}`\nrecipe `{recipe_name}` · MLflow run `{run_id}` · "
+            f"initial policy `{policy}`"
+        )
+    )
+    card.append(cards.table([{"key": k, "value": v} for k, v in recipe.flat().items()]))
+    card.append(cards.markdown("## Round 0 (initial policy), held-out"))
+    card.append(cards.metrics_table(round0.metrics))
+    cards.skipped(card, skipped)
+    cards.benchmarks(card, round0.benchmark_metrics, round0.benchmark_records)
+
+
+def heldout_curves(recipe: Recipe, rounds: Sequence[Mapping[str, float]]):
+    """The held-out metrics of the world's rule judges against the round."""
+    names = [f"heldout_{n}" for n in metric_names(recipe)]
+    return plots.metric_curves({recipe.train.loss: rounds}, names, "held-out reward by round")
+
+
+def round_done(card, run_id: str, recipe: Recipe, round: int, pathspec: str, rounds: Sequence[Mapping]) -> None:
+    tracking.log_metrics_once(run_id, rounds[-1], step=round)
+    print(f"round {round} done: {headline(rounds[-1])}")
+    card.append(cards.markdown(f"# Round {round} — `{pathspec}`"))
+    card.append(cards.figure(heldout_curves(recipe, rounds)))
+
+
+def end(
+    card,
+    run_id: str,
+    recipe: Recipe,
+    experiment_id: str,
+    policy: str,
+    rounds: Sequence[Mapping],
+    skipped: Mapping[str, str],
+) -> list[dict]:
+    """The experiment's summary: per-round curves and the last round against the initial policy (returned)."""
+    rows = improvement(rounds[0], rounds[-1], metric_names(recipe))
+    fig = heldout_curves(recipe, rounds)
+    tracking.log_figure(run_id, fig, "heldout_by_round")
+    tracking.log_dict(run_id, {"rounds": list(rounds), "improvement": rows}, "summary.json")
+    tracking.finish_run(run_id)
+    card.append(
+        cards.markdown(
+            f"# Experiment `{experiment_id}`: {len(rounds) - 1} rounds of {recipe.train.loss}\nfinal policy `{policy}`"
+        )
+    )
+    card.append(cards.figure(fig))
+    card.append(cards.markdown(f"## Round {len(rounds) - 1} vs the initial policy (held-out, z = Δ / SE of Δ)"))
+    card.append(cards.table(rows))
+    card.append(cards.table([{k: v for k, v in r.items() if not k.endswith("_se")} for r in rounds]))
+    print(f"experiment {experiment_id} done; MLflow run {run_id}")
+    for name, why in skipped.items():
+        print(f"  skipped {name}: {why}")
+    for row in rows:
+        print("  {objective:>12}: {before:.4f} -> {after:.4f}  (delta {delta:+.4f}, z {z:.1f})".format(**row))
+    return rows
