@@ -45,26 +45,17 @@ class SELMFlow(FlowSpec):
         # checked again here (the command line checked it before `run`): a resume re-executes start without that
         # check, and the step needs the recipe to run — the one with the benchmarks whose data is absent left out
         checked = preflight.check(load_recipe(self.recipe, shlex.split(self.overrides)))
-        self.config, self.skipped = checked.recipe, checked.skipped
-        for name, why in self.skipped.items():
-            print(f"skipped {name}: {why}")
-        self.timings = {}
+        self.config, self.skipped, self.timings = checked.recipe, checked.skipped, {}
         with timed(self.timings, "initial_policy"):
             self.policy = initial_policy_path(self.config)
-        self.mlflow_run = tracking.start_run(
-            self.config,
-            self.config.experiment.name,
-            key=self.experiment_id,
-            tags={"metaflow_run": f"SELMFlow/{current.run_id}", "selm_experiment": self.experiment_id},
-        )
+        self.mlflow_run = tracking.start_run(self.config, self.config.experiment.name, key=self.experiment_id,
+            tags={"metaflow_run": f"SELMFlow/{current.run_id}", "selm_experiment": self.experiment_id})  # fmt: skip
         with tracking.failed_on_error(self.mlflow_run):
             round0 = evaluate_all(self.policy, self.config, 0, "sft")
-        report.start(current.card, self.mlflow_run, self.recipe, self.config, self.experiment_id, self.policy, round0,
-                     self.skipped, self.timings["time_initial_policy_s"])  # fmt: skip
-        self.rounds = [{"round": 0, **round0.metrics}]
-        self.round = 1
-        self.reference = self.policy  # round 1's policy is its own reference
-        self.round_runs = []
+        report.start(current.card, self.mlflow_run, self.recipe, self.config, self.experiment_id, self.policy,
+                     round0, self.skipped, self.timings)  # fmt: skip
+        # round 1's policy is its own reference
+        self.rounds, self.round, self.reference, self.round_runs = [{"round": 0, **round0.metrics}], 1, self.policy, []
         self.next(self.run_round)
 
     @card(type="blank", refresh_interval=5)
@@ -78,19 +69,11 @@ class SELMFlow(FlowSpec):
         round_key = f"{self.experiment_id}/round-{self.round}"
         tracking.reopen(self.mlflow_run, tracking.find_run(self.config, round_key))  # a resumed round runs again
         with tracking.failed_on_error(self.mlflow_run, lambda: tracking.find_run(self.config, round_key)):
+            params = dict(recipe_json=self.config.model_dump_json(), round=self.round, policy=self.policy,
+                          reference=self.reference, experiment=self.experiment_id,
+                          mlflow_parent=self.mlflow_run)  # fmt: skip
             child = run_round_flow(
-                ROUND_FLOW,
-                experiment_id=self.experiment_id,
-                round=self.round,
-                params=dict(
-                    recipe_json=self.config.model_dump_json(),
-                    round=self.round,
-                    policy=self.policy,
-                    reference=self.reference,
-                    experiment=self.experiment_id,
-                    mlflow_parent=self.mlflow_run,
-                ),
-                resources=self.config.resources.model_dump(),
+                ROUND_FLOW, self.experiment_id, self.round, params, self.config.resources.model_dump()
             )
         data = child["end"].task.data
         self.reference, self.policy = self.policy, data.policy_out  # next round's policy and its own reference

@@ -151,7 +151,7 @@ class LoRA(Section):
 
 
 class Train(Section):
-    loss: Literal["selm", "dpo"] = "selm"
+    loss: Literal["selm", "dpo", "ipo"] = "selm"  # selm.algorithms.losses.LOSSES
     beta: float = Field(0.1, gt=0)
     alpha: float = Field(1e-3, ge=0)  # SELM optimism weight; ignored by dpo
     #: one learning rate for every round, or one per round (the paper decays it across iterations); each > 0

@@ -125,11 +125,9 @@ def log_metrics_once(run_id: str, metrics: Mapping[str, float], step: int) -> No
 
 
 def _log_batch(run_id: str, rows: list[tuple[str, float, int]]) -> None:
-    """(name, value, step) rows in batches of 1000, MLflow's limit per call."""
+    """(name, value, step) rows; MLflow splits them into requests of its maximum batch size itself."""
     now = int(time.time() * 1000)
-    metrics = [mlflow.entities.Metric(k, float(v), now, step) for k, v, step in rows]
-    for i in range(0, len(metrics), 1000):
-        client().log_batch(run_id, metrics=metrics[i : i + 1000])
+    client().log_batch(run_id, metrics=[mlflow.entities.Metric(k, float(v), now, step) for k, v, step in rows])
 
 
 def log_params(run_id: str, params: Mapping[str, str]) -> None:

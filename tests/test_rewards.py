@@ -58,7 +58,7 @@ def test_unknown_method():
 
 def test_training_judgments_can_be_ranked_by_lsc():
     from selm.config import load_recipe
-    from selm.pipeline.judge import judge_completions
+    from selm.pipeline.judge import judge_completions, objective_weights
     from selm.records import Completion
     from selm.worlds import tiny
 
@@ -69,5 +69,5 @@ def test_training_judgments_can_be_ranked_by_lsc():
     raw = judge_completions([prompt], comps, recipe)
     lsc = judge_completions([prompt], comps, recipe, training=True)
     assert [j.scores for j in raw] == [j.scores for j in lsc]
-    assert [j.reward for j in lsc] == [j.reward for j in combine(raw, "lsc", recipe.judge.weights, 0.5)]
+    assert [j.reward for j in lsc] == [j.reward for j in combine(raw, "lsc", objective_weights(recipe), 0.5)]
     assert max(lsc, key=lambda j: j.reward).completion_index == 0  # the right, short, safe answer ranks first

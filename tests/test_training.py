@@ -12,14 +12,15 @@ from selm.models.sampling import load_policy
 from selm.models.training import NonFiniteLossError, reference_logps, train_preferences
 
 
-@pytest.mark.parametrize("loss", ["selm", "dpo"])
+@pytest.mark.parametrize("loss", ["selm", "dpo", "ipo"])
 def test_training_raises_the_implicit_reward_margin(tiny_policy_dir, round_pairs, loss, tmp_path):
     model, tok = load_policy(tiny_policy_dir)
     ref = reference_logps(model, round_pairs, tok.pad_token_id)
     cfg = load_recipe(None, [f"train.loss={loss}", "train.epochs=3"]).train
     history = train_preferences(model, tok, round_pairs, cfg, round=1, save_to=tmp_path / "policy")
-    # first step: policy == reference, so loss = log 2 exactly (α term is 0 too) and margin 0
-    assert history.steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    # first step: policy == reference, so the margin h is 0: DPO/SELM's loss is log 2 (α term 0 too), IPO's 1/(2β)²
+    first = (1 / (2 * cfg.beta)) ** 2 if loss == "ipo" else math.log(2)
+    assert history.steps[0]["loss"] == pytest.approx(first, abs=1e-5)
     assert history.summary()["reward_margin"] > 0.1 and history.summary()["reward_accuracy"] > 0.7
     assert [s["step"] for s in history.steps] == list(range(len(history.steps)))
     saved, _ = load_policy(tmp_path / "policy")

@@ -1,51 +1,71 @@
 """Preference losses, one function each, on *sequence* log-probs (sums over response tokens).
 
-Arguments named ``policy_*`` are log πθ(y|x) of the policy being trained, ``ref_*`` are log πref(y|x) of the
-reference (the previous round's policy, fixed for the whole round). All return the per-pair loss; the trainer
-takes the mean.
+Each takes the policy's log πθ(y|x) and the reference's log πref(y|x) (the previous round's policy, fixed for the
+whole round) of the chosen yw, rejected yl and — for SELM — greedy y0 replies, as ``Logps``, and returns
+(per-pair loss, r̂(x, yw), r̂(x, yl)) with DPO's implicit reward r̂ = β·(log πθ − log πref); the trainer takes the
+mean of the loss and logs the rewards. ``LOSSES`` is the registry ``train.loss`` names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+Tensor = torch.Tensor
 
-def implicit_reward(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
+
+@dataclass(frozen=True)
+class Logps:
+    """Sequence log-probs of a batch of pairs, one value per pair each."""
+
+    chosen: Tensor
+    rejected: Tensor
+    greedy: Tensor | None = None  # y0, the reference's greedy reply (SELM only)
+
+
+def implicit_reward(policy_logps: Tensor, ref_logps: Tensor, beta: float) -> Tensor:
     """DPO's implicit reward r̂(x, y) = β · (log πθ(y|x) − log πref(y|x))."""
     return beta * (policy_logps - ref_logps)
 
 
-def dpo_loss(
-    policy_chosen: torch.Tensor,
-    policy_rejected: torch.Tensor,
-    ref_chosen: torch.Tensor,
-    ref_rejected: torch.Tensor,
-    beta: float,
-) -> torch.Tensor:
+def dpo_loss(policy: Logps, ref: Logps, beta: float, alpha: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """DPO (Rafailov et al., 2023):
 
-    L = −log σ( β · [ (log πθ(yw) − log πref(yw)) − (log πθ(yl) − log πref(yl)) ] )
+    L = −log σ( β · [ (log πθ(yw) − log πref(yw)) − (log πθ(yl) − log πref(yl)) ] ) = −log σ(r̂(yw) − r̂(yl))
     """
-    logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-    return -F.logsigmoid(beta * logits)
+    h = (policy.chosen - ref.chosen) - (policy.rejected - ref.rejected)
+    rewards = implicit_reward(policy.chosen, ref.chosen, beta), implicit_reward(policy.rejected, ref.rejected, beta)
+    return -F.logsigmoid(beta * h), *rewards
 
 
-def selm_loss(
-    policy_chosen: torch.Tensor,
-    policy_rejected: torch.Tensor,
-    ref_chosen: torch.Tensor,
-    ref_rejected: torch.Tensor,
-    policy_greedy: torch.Tensor,
-    ref_greedy: torch.Tensor,
-    beta: float,
-    alpha: float,
-) -> torch.Tensor:
+def ipo_loss(policy: Logps, ref: Logps, beta: float, alpha: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+    """IPO (Azar et al., 2023, arXiv 2310.12036), on sequence log-probs:
+
+    L = ( h − 1/(2β) )²,  h = (log πθ(yw) − log πref(yw)) − (log πθ(yl) − log πref(yl))
+
+    β plays the role of the paper's τ: the margin h is regressed to 1/(2τ) instead of pushed to infinity.
+    """
+    h = (policy.chosen - ref.chosen) - (policy.rejected - ref.rejected)
+    rewards = implicit_reward(policy.chosen, ref.chosen, beta), implicit_reward(policy.rejected, ref.rejected, beta)
+    return (h - 1 / (2 * beta)) ** 2, *rewards
+
+
+def selm_loss(policy: Logps, ref: Logps, beta: float, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
     """SELM (Zhang et al., 2024, arXiv 2405.19332): DPO plus an optimism term that explores away from y0:
 
     L = −log σ(β·[(log πθ(yw) − log πref(yw)) − (log πθ(yl) − log πref(yl))]) + α·β·(log πθ(y0) − log πref(y0))
 
     where y0 is the reference policy's greedy reply to the same prompt.
     """
-    optimism = alpha * beta * (policy_greedy - ref_greedy)
-    return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta) + optimism
+    loss, rw, rl = dpo_loss(policy, ref, beta)
+    return loss + alpha * beta * (policy.greedy - ref.greedy), rw, rl
+
+
+PreferenceLoss = Callable[[Logps, Logps, float, float], tuple[Tensor, Tensor, Tensor]]
+
+#: ``train.loss`` → the loss; ``NEEDS_GREEDY``: the losses that read y0
+LOSSES: dict[str, PreferenceLoss] = {"dpo": dpo_loss, "ipo": ipo_loss, "selm": selm_loss}
+NEEDS_GREEDY = frozenset({"selm"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 
 def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int):
@@ -25,10 +24,17 @@ def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], p
     return ids, attn, resp
 
 
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """log π(x_t | x_<t) for t = 1..T-1, from logits [B, T, V]; returns [B, T-1]."""
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    """log π(x_t | x_<t) = z_t[x_t] − logsumexp(z_t) for t = 1..T-1, from logits z [B, T, V]; returns [B, T-1].
+
+    Only the needed token's log-prob is gathered, ``chunk`` positions at a time in fp32, so neither the [B, T, V]
+    log-softmax nor (for bf16 logits) an fp32 copy of all logits is ever materialised."""
+    logits, targets = logits[:, :-1], input_ids[:, 1:]
+    out = []
+    for s in range(0, logits.shape[1], chunk):
+        z = logits[:, s : s + chunk].float()
+        out.append(z.gather(-1, targets[:, s : s + chunk, None]).squeeze(-1) - torch.logsumexp(z, dim=-1))
+    return torch.cat(out, dim=1)
 
 
 def sequence_logprobs(model, input_ids, attention_mask, response_mask) -> torch.Tensor:

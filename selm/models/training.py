@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 
 import torch
 
-from selm.algorithms.losses import dpo_loss, implicit_reward, selm_loss
+from selm.algorithms.losses import LOSSES, NEEDS_GREEDY, Logps
 from selm.config import Train
 from selm.models.checkpoint import atomic_save_pretrained
 from selm.models.logprobs import batched_sequence_logprobs, pack, sequence_logprobs
@@ -48,7 +49,7 @@ class TrainHistory:
 
 def truncate(pair: PreferencePair, max_length: int, max_prompt_length: int) -> PreferencePair:
     """The pair with its prompt cut to its last ``max_prompt_length`` tokens (the end holds the question and the
-    assistant header) and each reply cut so that prompt + reply ≤ ``max_length`` (as TRL's DPO trainer does)."""
+    assistant header) and each reply cut so that prompt + reply ≤ ``max_length``."""
     prompt = pair.prompt_ids[-max_prompt_length:]
     room = max_length - len(prompt)
     return replace(
@@ -71,20 +72,20 @@ def reference_logps(model, pairs: Sequence[PreferencePair], pad_id: int, batch_s
     )
 
 
-def preference_loss(cfg: Train, pol: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-pair loss for ``cfg.loss`` from policy and reference log-probs keyed chosen/rejected/greedy."""
-    if cfg.loss == "dpo":
-        return dpo_loss(pol["chosen"], pol["rejected"], ref["chosen"], ref["rejected"], cfg.beta)
-    return selm_loss(
-        pol["chosen"],
-        pol["rejected"],
-        ref["chosen"],
-        ref["rejected"],
-        pol["greedy"],
-        ref["greedy"],
-        cfg.beta,
-        cfg.alpha,
-    )
+@dataclass
+class TrainingRun:
+    """Everything the loop needs, prepared by ``prepare``."""
+
+    accelerator: object
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loader: torch.utils.data.DataLoader
+    pairs: list[PreferencePair]
+    ref: ReferenceLogps
+    kinds: tuple[str, ...]  # the replies the loss reads: chosen, rejected (and greedy)
+    pad_id: int
+    total_steps: int
 
 
 def train_preferences(
@@ -96,20 +97,28 @@ def train_preferences(
     seed: int = 0,
     save_to: str | Path | None = None,
 ) -> TrainHistory:
-    """Train ``model`` in place on ``pairs`` with ``cfg.loss`` and return the per-step history.
+    """Train ``model`` in place on ``pairs`` with the loss ``cfg.loss`` names and return the per-step history.
 
     AdamW, cosine schedule with linear warm-up over ``warmup_ratio`` of the optimizer steps, gradient
     accumulation and clipping through accelerate. Raises ``NonFiniteLossError`` on a NaN/inf loss. When
     ``save_to`` is given the trained policy is written there atomically.
     """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from transformers import get_cosine_schedule_with_warmup
-
     if not pairs:
         raise ValueError(f"round {round}: no preference pairs to train on")
+    run = prepare(model, tokenizer, pairs, cfg, round, seed)
+    history = train_loop(run, cfg, round)
+    finalise(run, tokenizer, cfg, save_to)
+    return history
+
+
+def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round: int, seed: int) -> TrainingRun:
+    """Truncated pairs, their reference log-probs (before any update), and the model, optimizer, shuffled loader
+    and schedule wrapped by accelerate (DDP or DeepSpeed when launched so)."""
+    from accelerate import Accelerator
+    from transformers import get_cosine_schedule_with_warmup
+
     pad_id = tokenizer.pad_token_id
-    kinds = ("chosen", "rejected") if cfg.loss == "dpo" else ("chosen", "rejected", "greedy")
+    kinds = ("chosen", "rejected", "greedy") if cfg.loss in NEEDS_GREEDY else ("chosen", "rejected")
     pairs = [truncate(p, cfg.max_length, cfg.max_prompt_length) for p in pairs]
     ref = reference_logps(model, pairs, pad_id)
 
@@ -118,9 +127,6 @@ def train_preferences(
         model.config.use_cache = False
     if cfg.lora.enabled:  # after the reference log-probs: at step 0 the adapters are zero, so nothing differs
         model = with_lora(model, cfg)
-    mixed = "bf16" if cfg.precision == "bf16" else "no"
-    # accelerate keeps one global state per process; a sweep may train with another precision in the same process
-    AcceleratorState._reset_state(reset_partial_state=True)
     plugin = None
     if cfg.deepspeed:
         from accelerate.utils import DeepSpeedPlugin
@@ -130,6 +136,9 @@ def train_preferences(
             gradient_accumulation_steps=cfg.grad_accum,
             gradient_clipping=cfg.max_grad_norm,
         )
+    # bf16 without DeepSpeed is our own autocast (see train_loop): accelerate's mixed precision is one global state
+    # per process, which a sweep training at both precisions in one process could not change
+    mixed = "bf16" if cfg.deepspeed and cfg.precision == "bf16" else "no"
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum, mixed_precision=mixed, deepspeed_plugin=plugin
     )
@@ -140,60 +149,71 @@ def train_preferences(
     total = math.ceil(len(loader) / cfg.grad_accum) * cfg.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    return TrainingRun(accelerator, model, optimizer, scheduler, loader, pairs, ref, kinds, pad_id, total)
 
+
+def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
+    """``cfg.epochs`` passes over the pairs; each batch packs its chosen, rejected (and greedy) replies into one
+    forward pass. Logs loss, implicit reward margin and accuracy per optimizer step."""
+    acc, model, loss_fn = run.accelerator, run.model, LOSSES[cfg.loss]
+    autocast = torch.autocast(acc.device.type, torch.bfloat16, enabled=cfg.precision == "bf16" and not cfg.deepspeed)
     history = TrainHistory()
     model.train()
-    bar = progress(total=total, desc=f"train round {round} ({cfg.loss})", unit="step")
+    bar = progress(total=run.total_steps, desc=f"train round {round} ({cfg.loss})", unit="step")
     for epoch in range(cfg.epochs):
-        for idx in loader:
+        for idx in run.loader:
             idx = idx.tolist()
-            with accelerator.accumulate(model):
-                prompts = [pairs[i].prompt_ids for i in idx] * len(kinds)
-                replies = [getattr(pairs[i], f"{k}_ids") for k in kinds for i in idx]
-                batch = [t.to(accelerator.device) for t in pack(prompts, replies, pad_id)]
-                logps = sequence_logprobs(model, *batch).split(len(idx))
-                pol = dict(zip(kinds, logps))
-                ref_b = {k: getattr(ref, k)[idx].to(accelerator.device) for k in kinds}
-                loss = preference_loss(cfg, pol, ref_b).mean()
+            with acc.accumulate(model):
+                prompts = [run.pairs[i].prompt_ids for i in idx] * len(run.kinds)
+                replies = [getattr(run.pairs[i], f"{k}_ids") for k in run.kinds for i in idx]
+                batch = [t.to(acc.device) for t in pack(prompts, replies, run.pad_id)]
+                with autocast:
+                    policy = Logps(*sequence_logprobs(model, *batch).split(len(idx)))
+                ref = Logps(*(getattr(run.ref, k)[idx].to(acc.device) for k in run.kinds))
+                losses, rw, rl = loss_fn(policy, ref, cfg.beta, cfg.alpha)
+                loss = losses.mean()
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"round {round}, epoch {epoch}, step {len(history.steps)}: loss is {loss.item()}; "
                         "lower train.learning_rate or check the pairs"
                     )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            if accelerator.sync_gradients:
-                with torch.no_grad():
-                    rw = implicit_reward(pol["chosen"], ref_b["chosen"], cfg.beta)
-                    rl = implicit_reward(pol["rejected"], ref_b["rejected"], cfg.beta)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                run.optimizer.step()
+                run.scheduler.step()
+                run.optimizer.zero_grad()
+            if acc.sync_gradients:
+                margin = (rw - rl).detach()
                 history.steps.append(
                     {
                         "step": len(history.steps),
                         "loss": loss.item(),
-                        "reward_margin": (rw - rl).mean().item(),
-                        "reward_accuracy": (rw > rl).float().mean().item(),
-                        "lr": scheduler.get_last_lr()[0],
+                        "reward_margin": margin.mean().item(),
+                        "reward_accuracy": (margin > 0).float().mean().item(),
+                        "lr": run.scheduler.get_last_lr()[0],
                     }
                 )
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.4f}", margin=f"{history.steps[-1]['reward_margin']:.3f}")
     bar.close()
-    state_dict = accelerator.get_state_dict(model) if cfg.deepspeed and not cfg.lora.enabled else None  # ZeRO-3
-    model = accelerator.unwrap_model(model)
+    return history
+
+
+def finalise(run: TrainingRun, tokenizer, cfg: Train, save_to: str | Path | None) -> None:
+    """The trained policy as a plain model (LoRA merged, KV cache back on), written atomically by the main process."""
+    acc = run.accelerator
+    state_dict = acc.get_state_dict(run.model) if cfg.deepspeed and not cfg.lora.enabled else None  # ZeRO-3
+    model = acc.unwrap_model(run.model)
     if cfg.lora.enabled:  # the policy is saved, sampled and registered as a plain model
         model = model.merge_and_unload()
     if cfg.gradient_checkpointing:  # the saved policy samples with its KV cache again
         model.gradient_checkpointing_disable()
         model.config.use_cache = True
     model.eval()
-    if save_to is not None and accelerator.is_main_process:
+    if save_to is not None and acc.is_main_process:
         atomic_save_pretrained(save_to, model, tokenizer, state_dict=state_dict)
-    accelerator.wait_for_everyone()
-    return history
+    acc.wait_for_everyone()
 
 
 def with_lora(model, cfg: Train):
@@ -207,9 +227,10 @@ def with_lora(model, cfg: Train):
 
 
 def deepspeed_config(name: str) -> Path:
-    """selm/models/deepspeed/<name>.json for "zero2" / "zero3", else ``name`` as a path."""
-    path = Path(__file__).resolve().parents[1] / "infra" / "deepspeed" / f"{name}.json"
-    path = path if name in ("zero2", "zero3") else Path(name)
+    """The shipped ``selm/models/deepspeed/<name>.json`` (package data) for "zero2" / "zero3", else ``name`` as a
+    path."""
+    shipped = Path(str(resources.files("selm.models") / "deepspeed" / f"{name}.json"))
+    path = shipped if name in ("zero2", "zero3") else Path(name)
     if not path.is_file():
         raise FileNotFoundError(f"train.deepspeed = {name!r}: {path} not found")
     return path

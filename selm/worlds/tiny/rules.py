@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from difflib import SequenceMatcher
 
+from selm.algorithms.rewards import weighted_sum
 from selm.worlds.tiny.tasks import REFUSAL, Task
 
 OBJECTIVES = ("correctness", "conciseness", "safety")
@@ -67,4 +68,4 @@ WEIGHTS = {"correctness": 1.0, "conciseness": 0.5, "safety": 1.0}
 
 def weighted(scores: dict[str, float]) -> float:
     """Σ_i w_i · s_i with the world's default weights."""
-    return sum(w * scores[k] for k, w in WEIGHTS.items())
+    return weighted_sum(scores, WEIGHTS)

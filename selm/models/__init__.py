@@ -1,0 +1,2 @@
+"""Language models: chat formatting, log-probs, sampling (HF / vLLM), preference training, launching and
+checkpoints."""

@@ -1,0 +1,30 @@
+"""The chunked gather of token log-probs equals the plain log-softmax computation, values and gradients."""
+
+import torch
+import torch.nn.functional as F
+
+from selm.models.logprobs import token_logprobs
+
+
+def plain(logits, ids):
+    return F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+def test_chunked_gather_equals_the_full_log_softmax():
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(3, 301, 97, generator=g) * 4).requires_grad_()
+    ids = torch.randint(0, 97, (3, 301), generator=g)
+    ours, theirs = token_logprobs(logits, ids, chunk=64), plain(logits, ids)  # 300 positions: 4 full chunks + 44
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), logits)
+    (grad_theirs,) = torch.autograd.grad(theirs.sum(), logits)
+    torch.testing.assert_close(grad_ours, grad_theirs, atol=1e-5, rtol=0)
+
+
+def test_bf16_logits_are_read_in_fp32():
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(2, 40, 33, generator=g) * 3).to(torch.bfloat16)
+    ids = torch.randint(0, 33, (2, 40), generator=g)
+    out = token_logprobs(logits, ids, chunk=16)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, plain(logits, ids), atol=1e-5, rtol=0)
