@@ -1,5 +1,7 @@
-"""Infrastructure: both flows validate for Kubernetes, and the team MLflow server script serves real runs."""
+"""Infrastructure: both flows validate for Kubernetes, the team MLflow server script serves real runs, and the
+DeepSpeed configs ship with the package."""
 
+import json
 import os
 import subprocess
 import sys
@@ -48,3 +50,19 @@ def test_mlflow_server_script_serves_runs(tmp_path):
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_deepspeed_configs_are_package_data():
+    """Found through the package (importlib.resources), not a path beside the checkout, and shipped in the wheel."""
+    from fnmatch import fnmatch
+
+    import tomllib
+
+    from selm.models.training import deepspeed_config
+
+    package = ROOT / "selm"
+    shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["selm"]
+    for name in ("zero2", "zero3"):
+        path = deepspeed_config(name)
+        assert path.is_relative_to(package) and json.loads(path.read_text())
+        assert any(fnmatch(str(path.relative_to(package)), pattern) for pattern in shipped)

@@ -1,5 +1,5 @@
 """Training at scale, exercised on a CPU: DeepSpeed ZeRO-2 and ZeRO-3 in one process, and DDP over gloo with two
-torchrun processes — each through the same ``stages.train`` the flow's train step calls."""
+torchrun processes — each through the same ``selm.pipeline.train.train`` the flow's train step calls."""
 
 import json
 import os
@@ -19,12 +19,13 @@ ONE_PROCESS = dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.
 
 
 def train_in_subprocess(tiny_policy_dir, pairs, overrides, tmp_path, env=None):
-    """stages.train in a fresh process (DeepSpeed and torch.distributed keep global state): (history, policy)."""
+    """``train`` in a fresh process (DeepSpeed and torch.distributed keep global state): (history, policy)."""
     from conftest import free_port
 
     write_jsonl(pairs, tmp_path / "pairs.jsonl")
     code = (
-        "import json, sys; from pathlib import Path; from selm import stages; from selm.config import load_recipe;"
+        "import json, sys; from pathlib import Path; from selm.pipeline.train import train;"
+        "from selm.config import load_recipe;"
         "from selm.records import PreferencePair, read_jsonl;"
         f"r = load_recipe(None, {overrides!r} + ['train.epochs=2', 'train.batch_size=16']);"
         f"pairs = read_jsonl(PreferencePair, {str(tmp_path / 'pairs.jsonl')!r});"

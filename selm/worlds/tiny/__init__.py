@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from selm.records import Prompt
@@ -77,9 +77,6 @@ class TinyWorld(World):
 
     def score(self, prompts: Sequence[Prompt], replies: Sequence[str]) -> list[dict[str, float]]:
         return score(prompts, replies)
-
-    def good_on_all(self, scores: Mapping[str, float]) -> bool:
-        return all(scores[k] >= 1.0 for k in OBJECTIVES)
 
     def model(self, kind: ModelKind, recipe: Recipe) -> str | None:
         """The cached tiny SFT policy (built from ``policy.tiny``), reward model, or judge LM."""
