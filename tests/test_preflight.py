@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from selm import worlds
 from selm.config import RecipeError, load_recipe
 from selm.pipeline.preflight import check
 
@@ -152,7 +153,10 @@ def test_default_recipe_with_the_shared_data_runs_everything(shared_data):
     t0 = time.perf_counter()
     p = check(r, probe_timeout_s=1)
     print(f"preflight of the default recipe with the data present: {time.perf_counter() - t0:.3f} s")
-    assert p.skipped == {} and p.recipe == r
+    assert p.skipped == {}
+    # the recipe to run is the recipe, with the world's default objective weights written out
+    assert p.recipe.model_dump(exclude={"judge": {"weights"}}) == r.model_dump(exclude={"judge": {"weights"}})
+    assert r.judge.weights == {} and p.recipe.judge.weights == worlds.get("tiny").default_weights
 
 
 def test_an_explicit_data_path_that_does_not_exist_is_an_error_not_a_skip(shared_data, tmp_path):

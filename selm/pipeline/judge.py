@@ -13,7 +13,7 @@ from selm.algorithms.statistics import mean_and_se
 from selm.config import LLMJudgeConfig, Recipe
 from selm.judges.base import Judge, JudgeUsage, RuleJudge, judge_replies
 from selm.judges.cache import JudgmentCache
-from selm.judges.llm import LLMEndpoint
+from selm.judges.llm import LLMEndpoint, LLMJudge, load_template
 from selm.pipeline.sample import Samples
 from selm.pipeline.select import Selection
 from selm.records import Completion, Judgment, PreferencePair, Prompt
@@ -36,10 +36,10 @@ def build_judge(recipe: Recipe, backend: str | None = None) -> Judge:
     if backend == "reward_model":
         return _reward_model(worlds.model_path("reward_model", j.reward_model, recipe))
     if backend == "llm":
-        from selm.judges.llm import LLMJudge, load_template
-
-        endpoint = llm_endpoint(j.llm, recipe)
-        return LLMJudge(endpoint, load_template(j.llm.template), j.llm.swap, j.llm.concurrency, None, j.reference_key)
+        template = load_template(j.llm.template)
+        return LLMJudge(
+            llm_endpoint(j.llm, recipe), template, j.llm.swap, j.llm.concurrency, reference_key=j.reference_key
+        )
     raise ValueError(f"judge.backend = {backend!r}: no such judge")
 
 
