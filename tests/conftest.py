@@ -26,7 +26,7 @@ def tiny_policy_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_policy(tiny_policy_dir):
-    from selm.models.sampling import load_policy
+    from selm.models.loading import load_policy
 
     return load_policy(tiny_policy_dir)
 

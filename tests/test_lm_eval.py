@@ -59,3 +59,59 @@ def test_python_api_on_the_in_memory_policy_matches_the_cli(tiny_policy, tiny_po
     cli = flat_metrics(json.loads(result_file.read_text()))
     for key, value in metrics.items():
         assert cli[key] == pytest.approx(value, abs=1e-6), key
+
+
+def ifeval_docs() -> list[dict]:
+    return [json.loads(line) for line in (data_dir() / "ifeval" / "input_data.jsonl").read_text().splitlines()]
+
+
+def test_ifeval_checks_run_offline_on_every_official_prompt():
+    """lm-eval's own IFEval scoring of all 541 prompts, including the checks that need nltk's punkt_tab data
+    (sentence counting, word tokenizing), with the data written by selm — no download."""
+    from selm.data import use_punkt_tab
+
+    use_punkt_tab()
+    from lm_eval.tasks.ifeval import utils
+
+    docs = ifeval_docs()
+    assert len(docs) == 541
+    punkt_users = {"length_constraints:number_sentences", "change_case:capital_word_frequency"}
+    assert sum(bool(punkt_users & set(d["instruction_id_list"])) for d in docs) > 0
+    results = [utils.process_results(d, [d["prompt"]]) for d in docs]  # the prompt itself as the reply
+    assert all(len(r["inst_level_strict_acc"]) == len(d["instruction_id_list"]) for r, d in zip(results, docs))
+    two = {"key": 0, "prompt": "", "instruction_id_list": ["length_constraints:number_sentences"]}
+    two["kwargs"] = [{"relation": "less than", "num_sentences": 3}]
+    assert utils.process_results(two, ["Mr. Smith came at 5 p.m. on Jan. 5. He left."])["prompt_level_strict_acc"]
+    assert not utils.process_results(two, ["One. Two. Three."])["prompt_level_strict_acc"]
+
+
+def test_ifeval_local_python_api_matches_the_cli(tiny_policy, tiny_policy_dir, tmp_path):
+    metrics, _ = evaluate(*tiny_policy, ["ifeval_local"], limit=6, work_dir=tmp_path / "api", max_gen_toks=16)
+    assert set(metrics) >= {f"lm_eval_ifeval_local_{m}" for m in ("prompt_level_loose_acc", "inst_level_strict_acc")}
+    include = materialize(["ifeval_local"], tmp_path / "cli_tasks")
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={tiny_policy_dir},dtype=float32",
+    ]
+    cmd += [
+        "--tasks",
+        "ifeval_local",
+        "--include_path",
+        str(include),
+        "--limit",
+        "6",
+        "--gen_kwargs",
+        "max_gen_toks=16",
+    ]
+    cmd += ["--output_path", str(tmp_path / "cli_out"), "--device", "cpu", "--batch_size", "32"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # NLTK_DATA: set above
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [result_file] = (tmp_path / "cli_out").rglob("results_*.json")
+    cli = flat_metrics(json.loads(result_file.read_text()))
+    for key, value in metrics.items():
+        assert cli[key] == pytest.approx(value, abs=1e-6), key

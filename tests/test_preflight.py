@@ -380,3 +380,10 @@ def test_every_problem_is_listed_one_line_each(tmp_path, monkeypatch):
     assert lines[0] == "preflight found 4 problem(s); nothing has run yet:"
     keys = [line.strip().split(" ")[0].split(":")[0] for line in lines[1:]]
     assert keys == ["USERNAME", "policy.init", "experiment.output_dir", "judge.llm.base_url"]
+
+
+def test_a_failed_preflight_creates_no_output_folder(tmp_path):
+    out = tmp_path / "runs" / "out"
+    msg = problems(recipe(f"experiment.output_dir={out}", "world.name=nope"))
+    assert "world.name = 'nope': no such world" in msg and not (tmp_path / "runs").exists()
+    assert check(recipe(f"experiment.output_dir={out}")).skipped is not None and not (tmp_path / "runs").exists()

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from selm.models.sampling import load_policy
+from selm.models.loading import load_policy
 from selm.records import write_jsonl
 
 pytestmark = pytest.mark.slow

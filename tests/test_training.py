@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from selm.config import load_recipe
+from selm.models.loading import load_policy
 from selm.models.logprobs import batched_sequence_logprobs
-from selm.models.sampling import load_policy
 from selm.models.training import NonFiniteLossError, reference_logps, train_preferences
 
 

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from conftest import QUICK_BUILD, ROOT
+from selm.models.loading import load_policy
 from selm.models.logprobs import batched_sequence_logprobs
-from selm.models.sampling import HFSampler, load_policy
+from selm.models.sampling import HFSampler
 from selm.records import Completion
 from selm.worlds import tiny
 

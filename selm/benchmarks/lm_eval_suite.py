@@ -6,6 +6,7 @@ once into the schema of the hub data set, and the task's YAML *includes the offi
 only where the data come from — so prompts, answer choices, filters and metrics are lm-eval's own.
 
     arc_challenge_local  hellaswag_local  truthfulqa_mc1_local  truthfulqa_mc2_local  mmlu_local  gsm8k_local
+    ifeval_local
 
 Differences from the hub data: ARC has no original ids; HellaSwag is the already-preprocessed text (its context
 is not re-capitalised); ``mmlu_local`` is one task over all 57 subjects' test questions (accuracy over questions,
@@ -98,6 +99,9 @@ LOCAL_TASKS: dict[str, tuple[str, dict[str, tuple[Callable, str]], dict]] = {
         {"train": (_jsonl, "gsm8k/train.jsonl"), "test": (_jsonl, "gsm8k/test.jsonl")},
         {},
     ),
+    # the official 541 prompts (google-research's input_data.jsonl, the hub set's "train" split), scored by lm-eval's
+    # own IFEval checks; nltk's punkt_tab data comes from selm.data.use_punkt_tab (no download)
+    "ifeval_local": ("ifeval/ifeval.yaml", {"train": (_jsonl, "ifeval/input_data.jsonl")}, {}),
 }
 
 
@@ -145,16 +149,37 @@ def materialize(tasks: Iterable[str], out_dir: str | Path) -> Path:
     return out
 
 
-def evaluate(model, tokenizer, tasks: list[str], limit: int | None, work_dir: str | Path, batch_size: int = 32):
-    """lm-eval's ``simple_evaluate`` on the in-memory model: {lm_eval_<task>_<metric>: value} and the raw results."""
+def evaluate(
+    model,
+    tokenizer,
+    tasks: list[str],
+    limit: int | None,
+    work_dir: str | Path,
+    batch_size: int = 32,
+    apply_chat_template: bool = False,
+    max_gen_toks: int | None = None,
+):
+    """lm-eval's ``simple_evaluate`` on the in-memory model: {lm_eval_<task>_<metric>: value} and the raw results.
+
+    ``apply_chat_template`` renders each prompt with the tokenizer's chat template (an instruction-tuned policy);
+    ``max_gen_toks`` caps generation tasks' reply length (IFEval's own is 1280 tokens)."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    from selm.data import use_punkt_tab
+
+    use_punkt_tab()  # before lm-eval imports its IFEval code, which looks for the data (and tries to download it)
     include = materialize(tasks, work_dir)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     results = simple_evaluate(
-        model=lm, tasks=list(tasks), limit=limit, task_manager=TaskManager(include_path=str(include)), log_samples=False
+        model=lm,
+        tasks=list(tasks),
+        limit=limit,
+        task_manager=TaskManager(include_path=str(include)),
+        log_samples=False,
+        apply_chat_template=apply_chat_template,
+        gen_kwargs=f"max_gen_toks={max_gen_toks}" if max_gen_toks else None,
     )
     return flat_metrics(results), results
 

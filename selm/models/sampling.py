@@ -12,22 +12,9 @@ from pathlib import Path
 import torch
 
 from selm.models.chat import encode_prompt
+from selm.models.loading import load_policy
 from selm.progress import progress
 from selm.records import Completion, Prompt
-
-
-def load_policy(path: str | Path, dtype=torch.float32):
-    """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from selm.progress import quiet_transformers
-
-    quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    model.eval()
-    return model, tokenizer
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from selm.config import recipe_from_json
-from selm.models.sampling import load_policy
+from selm.models.loading import load_policy
 from selm.models.training import train_preferences
 from selm.records import PreferencePair, read_jsonl
 

@@ -81,12 +81,14 @@ def lm_eval_metrics(policy_path: str, recipe: Recipe) -> dict[str, float]:
     import tempfile
 
     from selm.benchmarks.lm_eval_suite import evaluate as lm_evaluate
-    from selm.models.sampling import load_policy
+    from selm.models.loading import load_policy
 
     model, tokenizer = load_policy(policy_path)
     c = recipe.eval.lm_eval
     with tempfile.TemporaryDirectory(prefix="selm-lm-eval-") as work:
-        metrics, _ = lm_evaluate(model, tokenizer, c.tasks, c.limit, work, c.batch_size)
+        metrics, _ = lm_evaluate(
+            model, tokenizer, c.tasks, c.limit, work, c.batch_size, c.apply_chat_template, c.max_gen_toks
+        )
     return metrics
 
 

@@ -66,9 +66,18 @@ def _environment() -> list[str]:
 
 
 def _model(key: str, value: str, t: float) -> list[str]:
-    """A model a world builds (named like the world, "tiny") is built locally; a model folder must hold config.json;
+    """A model a world builds (named like the world, "tiny") is built locally, a packaged GGUF model is imported (its
+    package must be installed); a model folder must hold config.json;
     a hub id must be in the local Hugging Face cache or, online, known to the hub (asked within ``t`` s)."""
+    from selm.models.loading import PACKAGED_GGUF, packaged_gguf  # torch: imported only where a model is named
+
     path = Path(value).expanduser()
+    if value in PACKAGED_GGUF:
+        try:
+            packaged_gguf(value)
+        except FileNotFoundError as e:
+            return [f"{key} = {value!r}: {e}"]
+        return []
     if worlds.builds(value) or (path.is_dir() and (path / "config.json").is_file()):
         return []
     if path.exists():
@@ -134,25 +143,24 @@ def _world(recipe: Recipe) -> tuple[list[str], dict[str, float]]:
 
 
 def _output_dir(recipe: Recipe) -> list[str]:
-    """Checkpoints and round records go there: created (with parents) and written to now, not after round 1."""
+    """Checkpoints and round records go there: writable now, not found out after round 1."""
     value = recipe.experiment.output_dir
-    why = _not_writable(Path(value).expanduser(), create=True)
+    why = _not_writable(Path(value).expanduser())
     return [f"experiment.output_dir = {value!r} is not writable: {why}"] if why else []
 
 
-def _not_writable(folder: Path, create: bool) -> str | None:
-    """Why a file cannot be written in ``folder`` (created first if ``create``), or None; leaves nothing behind."""
+def _not_writable(folder: Path) -> str | None:
+    """Why ``folder`` (or, when it does not exist yet, the nearest folder above it, where it would be created)
+    cannot be written to, or None; creates nothing and leaves nothing behind."""
+    existing = next((p for p in [folder, *folder.resolve().parents] if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    probe = existing / f".selm-preflight-{os.getpid()}"
     try:
-        if create:
-            folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".selm-preflight-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        blocker = next((p for p in [folder, *folder.parents] if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            return f"{blocker} is a file, not a folder"
-        return f"{e.strerror or e} ({folder})"
+        return f"{e.strerror or e} ({existing})"
     return None
 
 
@@ -175,7 +183,8 @@ def _mlflow(t: float) -> list[str]:
     if uri and not uri.startswith("sqlite:///"):
         return []  # other stores (databricks, a file store) are MLflow's own business
     db = Path(uri.removeprefix("sqlite:///")) if uri else Path.cwd() / "mlflow.db"
-    why = _not_writable(db.parent, create=False)
+    # MLflow creates the database file, not its folder
+    why = f"No such file or directory ({db.parent})" if not db.parent.exists() else _not_writable(db.parent)
     name = f"MLFLOW_TRACKING_URI={uri}" if uri else f"MLFLOW_TRACKING_URI (unset: sqlite:///{db})"
     return [f"{name}: the folder of the database is not writable: {why}"] if why else []
 

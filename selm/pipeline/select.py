@@ -57,8 +57,8 @@ def certainty_scores(cands, samples: Samples, policy_path: str, reference_path: 
     """|r̂(a) − r̂(b)| of each candidate comparison under the policy's implicit reward against its reference."""
     if not cands or Path(policy_path).resolve() == Path(reference_path).resolve():
         return [0.0] * len(cands)  # policy is its own reference: r̂ ≡ 0
+    from selm.models.loading import load_policy
     from selm.models.logprobs import batched_sequence_logprobs
-    from selm.models.sampling import load_policy
 
     prompts = [samples.prompt_tokens[c.prompt_id] for c in cands for _ in (0, 1)]
     replies = [samples.completions[i].token_ids for c in cands for i in (c.a, c.b)]

@@ -16,7 +16,7 @@ def train(policy_path: str, pairs: list[PreferencePair], recipe: Recipe, round: 
         from selm.models.launch import train_distributed
 
         return train_distributed(policy_path, pairs, recipe, round, save_to)
-    from selm.models.sampling import load_policy
+    from selm.models.loading import load_policy
     from selm.models.training import train_preferences
 
     model, tokenizer = load_policy(policy_path)

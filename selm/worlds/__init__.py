@@ -1,11 +1,13 @@
-"""The worlds selm can run in, by ``world.name``: ``tiny`` (generated tasks, rule judges) and ``prompts`` (a prompts
-file with dataset replies). ``register`` adds one; see ``selm.worlds.base.World`` for what a world provides."""
+"""The worlds selm can run in, by ``world.name``: ``tiny`` (generated tasks, rule judges), ``prompts`` (a prompts
+file with dataset replies) and ``instructions`` (real instructions with IFEval constraints). ``register`` adds one;
+see ``selm.worlds.base.World`` for what a world provides."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from selm.worlds.base import ModelKind, World
+from selm.worlds.instructions import InstructionsWorld
 from selm.worlds.prompts import PromptsWorld
 from selm.worlds.tiny import TinyWorld
 
@@ -38,13 +40,16 @@ def builds(name: str) -> bool:
 
 
 def model_path(kind: ModelKind, name: str, recipe: Recipe) -> str:
-    """The folder of model ``name``: built (once, cached) by the world of that name, else ``name`` itself (a folder
-    or hub id)."""
+    """The folder of model ``name``: built (once, cached) by the world of that name, imported if it is a packaged
+    GGUF model (``selm.models.loading.PACKAGED_GGUF``), else ``name`` itself (a folder or hub id)."""
+    from selm.models.loading import model_path as loaded
+
     path = REGISTRY[name].model(kind, recipe) if name in REGISTRY else None
-    return str(path) if path is not None else name
+    return str(path) if path is not None else loaded(name)
 
 
 register(TinyWorld())
 register(PromptsWorld())
+register(InstructionsWorld())
 
 __all__ = ["REGISTRY", "World", "builds", "get", "model_path", "of", "register"]

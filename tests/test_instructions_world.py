@@ -1,0 +1,82 @@
+"""The instructions world: constraints drawn from lm-eval's IFEval registry, scored by lm-eval's own checks."""
+
+import random
+
+import pytest
+
+from conftest import SHARED_DATA
+from selm.records import Prompt
+from selm.worlds import instructions
+from selm.worlds.instructions import brevity, draw_constraints, following, with_constraints
+
+needs_data = pytest.mark.skipif(not (SHARED_DATA / "ifeval").is_dir(), reason=f"no IFEval data under {SHARED_DATA}")
+
+
+ENGLISH = "apples grow on trees in the orchard and they taste sweet in the autumn"  # langdetect needs a sentence
+
+
+def constrained(*constraints: tuple[str, dict]) -> Prompt:
+    meta = {"instruction_id_list": [i for i, _ in constraints], "kwargs": [k for _, k in constraints]}
+    return Prompt("p", "Write about apples.", meta)
+
+
+@pytest.mark.parametrize(
+    "constraint, meets, breaks",
+    [
+        (("punctuation:no_comma", {}), "Apples are red and sweet.", "Apples are red, and sweet."),
+        (("change_case:english_lowercase", {}), ENGLISH, ENGLISH.capitalize()),
+        (("keywords:existence", {"keywords": ["orchard"]}), "An orchard of apples.", "A tree of apples."),
+        (("detectable_format:number_bullet_lists", {"num_bullets": 2}), "* red\n* green", "* red"),
+        (
+            ("length_constraints:number_sentences", {"relation": "less than", "num_sentences": 3}),
+            "Apples are red. They are sweet.",
+            "Apples are red. They are sweet. I like them.",  # (punkt reads "A. B. C." as initials: one sentence)
+        ),
+        (("startend:end_checker", {"end_phrase": "Any other questions?"}), "Red. Any other questions?", "Red."),
+        (("detectable_format:title", {}), "<<Apples>>\nThey are red.", "Apples\nThey are red."),
+    ],
+)
+def test_each_constraint_type_is_met_or_broken_as_ifeval_says(constraint, meets, breaks):
+    prompt = constrained(constraint)
+    assert following(prompt, meets) == (1.0, 1.0)
+    assert following(prompt, breaks)[0] == 0.0
+
+
+def test_share_of_constraints_and_the_loose_variant():
+    prompt = constrained(("punctuation:no_comma", {}), ("change_case:english_lowercase", {}))
+    assert following(prompt, ENGLISH.replace("trees", "trees,")) == (0.5, 0.5)
+    # strict fails on the capitalised first line; loose also tries the reply without it, as IFEval's loose metric
+    assert following(prompt, "Sure\n" + ENGLISH) == (0.5, 1.0)
+
+
+def test_brevity():
+    assert brevity("word " * 120) == 1.0 and brevity("word " * 240) == pytest.approx(0.5)
+
+
+def test_drawn_constraints_are_seeded_and_respect_the_conflict_table():
+    from lm_eval.tasks.ifeval import instructions_registry as registry
+
+    conflicts = registry.conflict_make({k: set(v) for k, v in registry.INSTRUCTION_CONFLICTS.items()})
+    seen = set()
+    for seed in range(300):
+        drawn = draw_constraints(random.Random(seed), 3)
+        assert drawn == draw_constraints(random.Random(seed), 3)  # the same arguments for the same seed
+        ids = [i for i, _, _ in drawn]
+        assert len(ids) == len(set(ids)) and not set(ids) & instructions.EXCLUDED
+        assert all(b not in conflicts[a] for a in ids for b in ids if a != b)
+        seen |= set(ids)
+    assert len(seen) >= 20  # every kind of constraint gets drawn
+
+
+@needs_data
+def test_training_prompts_never_are_ifeval_test_prompts():
+    from selm.data import load_prompt_file
+
+    official = instructions.ifeval_prompts()
+    assert len(official) == 541
+    for name in ("ultrafeedback_sample_train_1000.jsonl", "ultrafeedback_sample_eval_200.jsonl"):
+        for base in load_prompt_file(f"prompt_pool/{name}")[:200]:
+            p = with_constraints(base, seed=0)
+            assert p.text.strip() not in official and 1 <= len(p.meta["instruction_id_list"]) <= 3
+            assert p.text.startswith(base.text.strip()) and p.meta["chosen"] == base.meta["chosen"]
+            assert with_constraints(base, seed=0) == p
