@@ -41,24 +41,7 @@ def test_python_api_on_the_in_memory_policy_matches_the_cli(tiny_policy, tiny_po
         "lm_eval_arc_challenge_local_acc_norm",
         "lm_eval_truthfulqa_mc2_local_acc",
     }
-    include = materialize(tasks, tmp_path / "cli_tasks")
-    cmd = [
-        sys.executable,
-        "-m",
-        "lm_eval",
-        "--model",
-        "hf",
-        "--model_args",
-        f"pretrained={tiny_policy_dir},dtype=float32",
-    ]
-    cmd += ["--tasks", ",".join(tasks), "--include_path", str(include), "--limit", "24"]
-    cmd += ["--output_path", str(tmp_path / "cli_out"), "--device", "cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    [result_file] = (tmp_path / "cli_out").rglob("results_*.json")
-    cli = flat_metrics(json.loads(result_file.read_text()))
-    for key, value in metrics.items():
-        assert cli[key] == pytest.approx(value, abs=1e-6), key
+    assert_cli_gives(metrics, tasks, 24, tiny_policy_dir, tmp_path)
 
 
 def ifeval_docs() -> list[dict]:
@@ -88,28 +71,17 @@ def test_ifeval_checks_run_offline_on_every_official_prompt():
 def test_ifeval_local_python_api_matches_the_cli(tiny_policy, tiny_policy_dir, tmp_path):
     metrics, _ = evaluate(*tiny_policy, ["ifeval_local"], limit=6, work_dir=tmp_path / "api", max_gen_toks=16)
     assert set(metrics) >= {f"lm_eval_ifeval_local_{m}" for m in ("prompt_level_loose_acc", "inst_level_strict_acc")}
-    include = materialize(["ifeval_local"], tmp_path / "cli_tasks")
-    cmd = [
-        sys.executable,
-        "-m",
-        "lm_eval",
-        "--model",
-        "hf",
-        "--model_args",
-        f"pretrained={tiny_policy_dir},dtype=float32",
-    ]
-    cmd += [
-        "--tasks",
-        "ifeval_local",
-        "--include_path",
-        str(include),
-        "--limit",
-        "6",
-        "--gen_kwargs",
-        "max_gen_toks=16",
-    ]
-    cmd += ["--output_path", str(tmp_path / "cli_out"), "--device", "cpu", "--batch_size", "32"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # NLTK_DATA: set above
+    extra = ["--gen_kwargs", "max_gen_toks=16", "--batch_size", "32"]  # the API's batch: the same padding
+    assert_cli_gives(metrics, ["ifeval_local"], 6, tiny_policy_dir, tmp_path, *extra)
+
+
+def assert_cli_gives(metrics: dict, tasks: list[str], limit: int, policy_dir, tmp_path, *extra: str) -> None:
+    """The ``lm_eval`` command line on the saved policy gives ``metrics`` (the Python API's) to 1e-6."""
+    include = materialize(tasks, tmp_path / "cli_tasks")
+    cmd = [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={policy_dir},dtype=float32"]
+    cmd += ["--tasks", ",".join(tasks), "--include_path", str(include), "--limit", str(limit), *extra]
+    cmd += ["--output_path", str(tmp_path / "cli_out"), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # NLTK_DATA inherited
     assert proc.returncode == 0, proc.stderr[-3000:]
     [result_file] = (tmp_path / "cli_out").rglob("results_*.json")
     cli = flat_metrics(json.loads(result_file.read_text()))
