@@ -23,6 +23,7 @@ import requests
 from selm import worlds
 from selm.config import LLMJudgeConfig, Recipe, RecipeError, recipe_from_dict
 from selm.data import resolve
+from selm.pipeline.judge import objective_weights
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def _world(recipe: Recipe) -> tuple[list[str], dict[str, float]]:
             f"judge.weights: {', '.join(unknown)} not objectives of world {world.name!r} "
             f"({', '.join(world.objectives)})"
         )
-    return out, dict(recipe.judge.weights) or dict(world.default_weights)
+    return out, objective_weights(recipe)
 
 
 def _output_dir(recipe: Recipe) -> list[str]:

@@ -14,6 +14,7 @@ Objectives, each in [0, 1]:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -32,8 +33,10 @@ BREVITY_WORDS = 120
 EXCLUDED = frozenset({"combination:repeat_prompt", "combination:two_responses"})
 
 
+@functools.cache
 def _ifeval():
-    """lm-eval's IFEval modules, with nltk's punkt_tab data on the path first (its import looks for it)."""
+    """lm-eval's IFEval modules, with nltk's punkt_tab data on the path first (its import looks for it); once per
+    process, not once per scored reply."""
     from selm.data import use_punkt_tab
 
     use_punkt_tab()
