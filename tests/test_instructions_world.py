@@ -7,7 +7,7 @@ import pytest
 from conftest import SHARED_DATA
 from selm.records import Prompt
 from selm.worlds import instructions
-from selm.worlds.instructions import brevity, draw_constraints, following, with_constraints
+from selm.worlds.instructions import brevity, draw_constraints, following, quality, with_constraints
 
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "ifeval").is_dir(), reason=f"no IFEval data under {SHARED_DATA}")
 
@@ -51,6 +51,29 @@ def test_share_of_constraints_and_the_loose_variant():
 
 def test_brevity():
     assert brevity("word " * 120) == 1.0 and brevity("word " * 240) == pytest.approx(0.5)
+
+
+def test_quality_is_closeness_to_the_chosen_reply():
+    chosen = "Apples are rich in fibre and vitamin C, and they keep for months in a cool cellar."
+    near, far, same = quality(
+        [
+            "Apples have fibre and vitamin C and store well when kept cool.",
+            "The stock market fell sharply today.",
+            chosen,
+        ],
+        [chosen] * 3,
+    )
+    assert same == pytest.approx(1.0, abs=1e-5) and near > 0.6 > far >= 0.0
+
+
+def test_the_world_scores_every_objective_of_a_constrained_prompt():
+    world = instructions.InstructionsWorld()
+    prompt = constrained(("punctuation:no_comma", {}))
+    prompt.meta["chosen"] = ENGLISH
+    [scores] = world.score([prompt], [ENGLISH])
+    assert set(scores) == set(world.objectives) == set(world.default_weights)
+    assert scores == pytest.approx({"following_strict": 1, "following_loose": 1, "quality": 1, "brevity": 1}, abs=1e-5)
+    assert world.good_on_all(scores)
 
 
 def test_drawn_constraints_are_seeded_and_respect_the_conflict_table():

