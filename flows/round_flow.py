@@ -143,7 +143,7 @@ class RoundFlow(FlowSpec):
         from selm.report import rounds as report
 
         evaluation = evaluate_all(self.policy_out, self.config, self.round, f"round-{self.round}")
-        self.eval_metrics = evaluation.metrics
+        self.eval_metrics, self.eval_scores = evaluation.metrics, evaluation.scores
         self.timings |= evaluation.timings
         report.evaluation(current.card, self.mlflow_run, evaluation)
         self.next(self.end)

@@ -56,6 +56,7 @@ class SELMFlow(FlowSpec):
                      round0, self.skipped, self.timings)  # fmt: skip
         # round 1's policy is its own reference
         self.rounds, self.round, self.reference, self.round_runs = [{"round": 0, **round0.metrics}], 1, self.policy, []
+        self.first_scores = self.last_scores = round0.scores  # per-prompt values: the paired comparison at the end
         self.next(self.run_round)
 
     @card(type="blank", refresh_interval=5)
@@ -77,7 +78,7 @@ class SELMFlow(FlowSpec):
             )
         data = child["end"].task.data
         self.reference, self.policy = self.policy, data.policy_out  # next round's policy and its own reference
-        self.rounds = self.rounds + [data.metrics]
+        self.rounds, self.last_scores = self.rounds + [data.metrics], data.eval_scores
         self.round_runs = self.round_runs + [child.pathspec]
         report.round_done(current.card, self.mlflow_run, self.config, self.round, child.pathspec, self.rounds)
         self.round += 1
@@ -87,12 +88,11 @@ class SELMFlow(FlowSpec):
     @card(type="blank")
     @step
     def end(self):
-        """Experiment card and summary: per-round curves, improvement over the initial policy."""
+        """Experiment card and summary: per-round curves, the last round against the initial policy (paired)."""
         from selm.report import experiment as report
 
-        self.improvement = report.end(
-            current.card, self.mlflow_run, self.config, self.experiment_id, self.policy, self.rounds, self.skipped
-        )
+        self.improvement = report.end(current.card, self.mlflow_run, self.config, self.experiment_id, self.policy,
+                                      self.rounds, self.skipped, self.first_scores, self.last_scores)  # fmt: skip
 
 
 if __name__ == "__main__":

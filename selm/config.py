@@ -72,6 +72,9 @@ class World(Section):
     heldout_file: str = ""  # the instructions world's held-out prompts (a file disjoint from prompts_file)
     train_prompts_per_round: int = Field(512, ge=1)  # a disjoint slice of the prompts each round
     heldout_prompts: int = Field(600, ge=1)  # the held-out reward's prompts, in worlds that have a held-out set
+    #: prompts longer than this many words are left out of both files (prompts and instructions worlds); 0 = keep
+    #: all. On a CPU the prompt's tokens dominate sampling and training cost (a batch pads to its longest prompt)
+    max_prompt_words: int = Field(0, ge=0)
 
 
 class Sampling(Section):
@@ -222,6 +225,8 @@ class LMEval(Section):
     #: render prompts with the policy's chat template (instruction-tuned policies, e.g. for ifeval_local)
     apply_chat_template: bool = False
     max_gen_toks: int | None = Field(None, ge=1)  # cap on generation tasks' reply length; None = each task's own
+    #: false = only the initial policy (round 0) and the last round's: the long benchmark where it matters
+    every_round: bool = True
 
 
 class Eval(Section):

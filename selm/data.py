@@ -61,10 +61,11 @@ def resolve(relative: str, explicit: str | None = None, timeout: float = 60) -> 
     return cached
 
 
-def load_prompt_file(path: str) -> list:
+def load_prompt_file(path: str, max_words: int = 0) -> list:
     """Prompts with a dataset preference pair from a JSONL file of {prompt, chosen, rejected} (UltraFeedback-binarized
     style; chosen/rejected may also be chat message lists, whose last assistant turn is taken). ``path`` is a file or
-    relative to the data dir. Ids are content hashes, so the same prompt has the same id in every file."""
+    relative to the data dir. Ids are content hashes, so the same prompt has the same id in every file. With
+    ``max_words`` > 0, prompts of more words are left out."""
     import hashlib
     import json
 
@@ -84,7 +85,8 @@ def load_prompt_file(path: str) -> list:
             pair = {k: _reply_text(r[k]) for k in ("chosen", "rejected") if k in r}
         except (json.JSONDecodeError, KeyError, TypeError, IndexError) as e:
             raise ValueError(f"{file}:{lineno}: not a {{prompt, chosen, rejected}} record: {e!r}") from None
-        out.append(Prompt(hashlib.sha256(text.encode()).hexdigest()[:16], text, pair))
+        if not max_words or len(text.split()) <= max_words:
+            out.append(Prompt(hashlib.sha256(text.encode()).hexdigest()[:16], text, pair))
     return out
 
 

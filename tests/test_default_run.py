@@ -52,10 +52,11 @@ def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, mo
     data = run["end"].task.data
     assert [r["round"] for r in data.rounds] == [0, 1, 2, 3]
     assert data.config.world.heldout_prompts >= 500
-    report = {r["objective"]: r for r in data.improvement}
+    report = {r["metric"]: r for r in data.improvement}
     print(json.dumps(report, indent=1))
-    for objective, row in report.items():
-        assert row["z"] > 2, f"{objective} did not improve by more than 2 SE: {row}"
+    assert set(report) == {f"heldout_{n}" for n in ("reward", "correctness", "conciseness", "safety")}
+    for metric, row in report.items():  # paired over the same held-out prompts
+        assert row["n"] == data.config.world.heldout_prompts and row["z"] > 2, f"{metric} did not improve: {row}"
 
     # the benchmarks without data were skipped, visibly: log, card, MLflow — and the recipe says they did not run
     assert sorted(data.skipped) == sorted(BENCHMARKS)

@@ -1,4 +1,4 @@
-"""Means, standard errors and the before/after comparison of held-out metrics."""
+"""Means, standard errors and the paired before/after comparison of per-prompt metrics."""
 
 from __future__ import annotations
 
@@ -13,25 +13,30 @@ def mean_and_se(xs: Sequence[float]) -> tuple[float, float]:
     return m, (statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan"))
 
 
-def improvement(
-    before: Mapping[str, float], after: Mapping[str, float], names: Sequence[str], prefix: str = "heldout"
+def paired_improvement(
+    before: Mapping[str, Mapping[str, float]], after: Mapping[str, Mapping[str, float]]
 ) -> list[dict]:
-    """Per metric: before, after, difference and z = Δ / √(se_before² + se_after²) (independent samples)."""
+    """Per metric scored prompt by prompt in both (``{metric: {prompt id: value}}``), over the prompts both scored:
+    before, after, Δ = mean(after_i − before_i), its paired standard error sd(after_i − before_i)/√n and z = Δ / SE.
+
+    Two policies answering the same prompts share each prompt's difficulty, so the paired SE is the honest (and
+    usually much smaller) uncertainty of their difference."""
     rows = []
-    for n in names:
-        k = f"{prefix}_{n}"
-        if k not in before or k not in after:
+    for metric in [m for m in before if m in after]:
+        ids = [i for i in before[metric] if i in after[metric]]
+        if len(ids) < 2:
             continue
-        diff = after[k] - before[k]
-        se = math.sqrt(before[f"{k}_se"] ** 2 + after[f"{k}_se"] ** 2)
+        diffs = [after[metric][i] - before[metric][i] for i in ids]
+        delta, se = mean_and_se(diffs)
         rows.append(
             {
-                "objective": n,
-                "before": before[k],
-                "after": after[k],
-                "delta": diff,
+                "metric": metric,
+                "n": len(ids),
+                "before": statistics.fmean(before[metric][i] for i in ids),
+                "after": statistics.fmean(after[metric][i] for i in ids),
+                "delta": delta,
                 "se_delta": se,
-                "z": diff / se if se > 0 else float("inf"),
+                "z": delta / se if se > 0 else (0.0 if delta == 0 else math.copysign(math.inf, delta)),
             }
         )
     return rows

@@ -159,7 +159,8 @@ def evaluate(
     apply_chat_template: bool = False,
     max_gen_toks: int | None = None,
 ):
-    """lm-eval's ``simple_evaluate`` on the in-memory model: {lm_eval_<task>_<metric>: value} and the raw results.
+    """lm-eval's ``simple_evaluate`` on the in-memory model: {lm_eval_<task>_<metric>: value} and the raw results
+    (with each document's scores under ``samples``: see ``per_document``).
 
     ``apply_chat_template`` renders each prompt with the tokenizer's chat template (an instruction-tuned policy);
     ``max_gen_toks`` caps generation tasks' reply length (IFEval's own is 1280 tokens)."""
@@ -177,11 +178,33 @@ def evaluate(
         tasks=list(tasks),
         limit=limit,
         task_manager=TaskManager(include_path=str(include)),
-        log_samples=False,
+        log_samples=True,  # per-document scores: paired comparisons of two policies on the same prompts
         apply_chat_template=apply_chat_template,
         gen_kwargs=f"max_gen_toks={max_gen_toks}" if max_gen_toks else None,
     )
     return flat_metrics(results), results
+
+
+def metric_name(task: str, metric: str, filt: str) -> str:
+    """lm-eval's (task, metric, filter) as one MLflow-friendly name: lm_eval_<task>_[<filter>_]<metric>."""
+    name = f"lm_eval_{task}_" + (metric if filt == "none" else f"{filt}_{metric}")
+    return name.replace("-", "_")
+
+
+def per_document(results: dict) -> dict[str, dict[str, float]]:
+    """Each document's score on every per-document scalar metric (accuracy-like; IFEval's ``prompt_level_*``, not
+    its per-instruction lists): {lm_eval_<task>_<metric>: {doc_id: value}}, from ``simple_evaluate(log_samples=True)``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for task, samples in results.get("samples", {}).items():
+        filters = {key.partition(",")[2] for key in results["results"].get(task, {}) if "," in key}
+        for s in samples:
+            filt = s.get("filter", "none")
+            for metric in s.get("metrics", []):
+                value = s.get(metric)
+                if isinstance(value, (bool, int, float)) and filt in filters:
+                    out.setdefault(metric_name(task, metric, filt), {})[str(s["doc_id"])] = float(value)
+    return out
 
 
 def flat_metrics(results: dict) -> dict[str, float]:
@@ -193,6 +216,5 @@ def flat_metrics(results: dict) -> dict[str, float]:
             if not isinstance(value, (int, float)) or not filt:
                 continue
             metric = metric.replace("_stderr", "") + ("_se" if metric.endswith("_stderr") else "")
-            name = f"lm_eval_{task}_" + (metric if filt == "none" else f"{filt}_{metric}")
-            metrics[name.replace("-", "_")] = float(value)
+            metrics[metric_name(task, metric, filt)] = float(value)
     return metrics

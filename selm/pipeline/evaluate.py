@@ -21,7 +21,7 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
 
     Returns (metrics, completions, judgments); metrics hold mean and standard error for every objective and the
     combined reward (``heldout_<objective>`` and ``heldout_<objective>_se``); all empty when the world has no
-    held-out set (the benchmarks evaluate).
+    held-out set (the benchmarks evaluate). ``per_prompt(judgments)`` gives each prompt's values.
     """
     prompts = worlds.of(recipe).heldout_prompts(recipe)
     if not prompts:
@@ -39,19 +39,33 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     return reward_metrics(judgments, "heldout", recipe), completions, judgments
 
 
+def per_prompt(judgments: list[Judgment], prefix: str = "heldout") -> dict[str, dict[str, float]]:
+    """{<prefix>_reward / <prefix>_<objective>: {prompt id: value}}: what paired comparisons of two policies need."""
+    out: dict[str, dict[str, float]] = {}
+    for j in judgments:
+        for name, value in {"reward": j.reward, **j.scores}.items():
+            out.setdefault(f"{prefix}_{name}", {})[j.prompt_id] = value
+    return out
+
+
+def lm_eval_due(recipe: Recipe, round: int) -> bool:
+    """lm-eval runs every round, or with ``eval.lm_eval.every_round = false`` on the initial and the last policy."""
+    return recipe.eval.lm_eval.every_round or round in (0, recipe.experiment.rounds)
+
+
 def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     """The benchmarks enabled in ``eval`` (lm-eval tasks, MT-Bench, AlpacaEval 2.0) on the policy: (metrics, records
-    per benchmark).
+    per benchmark, per-document scores of the lm-eval tasks).
 
     Graded by ``eval.judge``: the offline proxy (metrics named ``*_proxy_*``) or an LLM judge with the official
     prompts. ``eval_judge_*`` metrics count the grader's calls, tokens and cost; ``eval_prompts_truncated`` the
     prompts cut to fit the policy's context."""
     e = recipe.eval
-    metrics, records = {}, {}
-    if e.lm_eval.tasks:
-        metrics |= lm_eval_metrics(policy_path, recipe)
+    metrics, records, scores = {}, {}, {}
+    if e.lm_eval.tasks and lm_eval_due(recipe, round):
+        metrics, scores = lm_eval_metrics(policy_path, recipe)
     if not (e.mt_bench.enabled or e.alpaca_eval.enabled):
-        return metrics, records
+        return metrics, records, scores
     from selm.benchmarks import alpaca_eval, mt_bench
     from selm.benchmarks.graders import LLMGrader, ProxyGrader
 
@@ -73,23 +87,25 @@ def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
         metrics |= metrics_ae
     metrics |= {f"eval_{k}": v for k, v in grader.usage.metrics().items()}
     metrics["eval_prompts_truncated"] = draw.truncated
-    return metrics, records
+    return metrics, records, scores
 
 
-def lm_eval_metrics(policy_path: str, recipe: Recipe) -> dict[str, float]:
-    """``eval.lm_eval.tasks`` through lm-eval's Python API on the loaded policy: {lm_eval_<task>_<metric>: value}."""
+def lm_eval_metrics(policy_path: str, recipe: Recipe) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """``eval.lm_eval.tasks`` through lm-eval's Python API on the loaded policy: {lm_eval_<task>_<metric>: value}
+    and each document's scores ({lm_eval_<task>_<metric>: {doc_id: value}})."""
     import tempfile
 
     from selm.benchmarks.lm_eval_suite import evaluate as lm_evaluate
+    from selm.benchmarks.lm_eval_suite import per_document
     from selm.models.loading import load_policy
 
     model, tokenizer = load_policy(policy_path)
     c = recipe.eval.lm_eval
     with tempfile.TemporaryDirectory(prefix="selm-lm-eval-") as work:
-        metrics, _ = lm_evaluate(
+        metrics, results = lm_evaluate(
             model, tokenizer, c.tasks, c.limit, work, c.batch_size, c.apply_chat_template, c.max_gen_toks
         )
-    return metrics
+    return metrics, per_document(results)
 
 
 @dataclass
@@ -99,6 +115,8 @@ class Evaluation:
     completions: list[Completion] = field(default_factory=list)  # the held-out replies
     judgments: list[Judgment] = field(default_factory=list)  # and their judgments
     benchmark_records: dict[str, list[dict]] = field(default_factory=dict)  # answers and judgments per benchmark
+    #: per-prompt values of the held-out metrics and the lm-eval tasks: {metric: {prompt or document id: value}}
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # time_evaluate_s, time_benchmarks_s
 
 
@@ -108,5 +126,8 @@ def evaluate_all(policy_path: str, recipe: Recipe, round: int, policy_name: str)
     with timed(timings, "evaluate"):
         metrics, completions, judgments = evaluate(policy_path, recipe, round, policy_name)
     with timed(timings, "benchmarks"):
-        bench_metrics, bench_records = benchmarks(policy_path, recipe, round, policy_name)
-    return Evaluation({**metrics, **bench_metrics}, bench_metrics, completions, judgments, bench_records, timings)
+        bench_metrics, bench_records, bench_scores = benchmarks(policy_path, recipe, round, policy_name)
+    scores = per_prompt(judgments) | bench_scores
+    return Evaluation(
+        {**metrics, **bench_metrics}, bench_metrics, completions, judgments, bench_records, scores, timings
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from selm import tracking
-from selm.algorithms.statistics import improvement
+from selm.algorithms.statistics import paired_improvement
 from selm.config import Recipe
 from selm.pipeline.evaluate import Evaluation
 from selm.pipeline.experiment import headline
@@ -28,6 +28,7 @@ def start(
     tracking.set_tags(run_id, {"benchmarks_skipped": tracking.describe(skipped)})
     for name, records in round0.benchmark_records.items():
         tracking.log_records(run_id, records, f"{name}_round0", "benchmarks")
+    tracking.log_dict(run_id, round0.scores, "scores_per_prompt_round0.json")
     tracking.log_metrics_once(run_id, {**round0.metrics, "time_initial_policy_s": initial_policy_s}, step=0)
     print(f"round 0 (initial policy): {headline(round0.metrics)}")
     card.append(
@@ -64,9 +65,12 @@ def end(
     policy: str,
     rounds: Sequence[Mapping],
     skipped: Mapping[str, str],
+    first_scores: Mapping[str, Mapping[str, float]],
+    last_scores: Mapping[str, Mapping[str, float]],
 ) -> list[dict]:
-    """The experiment's summary: per-round curves and the last round against the initial policy (returned)."""
-    rows = improvement(rounds[0], rounds[-1], metric_names(recipe))
+    """The experiment's summary: per-round curves and the last round against the initial policy, paired over the
+    prompts both answered (returned; ``*_scores`` are each evaluation's per-prompt values)."""
+    rows = paired_improvement(first_scores, last_scores)
     fig = heldout_curves(recipe, rounds)
     tracking.log_figure(run_id, fig, "heldout_by_round")
     tracking.log_dict(run_id, {"rounds": list(rounds), "improvement": rows}, "summary.json")
@@ -77,12 +81,15 @@ def end(
         )
     )
     card.append(cards.figure(fig))
-    card.append(cards.markdown(f"## Round {len(rounds) - 1} vs the initial policy (held-out, z = Δ / SE of Δ)"))
+    card.append(
+        cards.markdown(f"## Round {len(rounds) - 1} vs the initial policy (same prompts; z = Δ / paired SE of Δ)")
+    )
     card.append(cards.table(rows))
     card.append(cards.table([{k: v for k, v in r.items() if not k.endswith("_se")} for r in rounds]))
     print(f"experiment {experiment_id} done; MLflow run {run_id}")
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
     for row in rows:
-        print("  {objective:>12}: {before:.4f} -> {after:.4f}  (delta {delta:+.4f}, z {z:.1f})".format(**row))
+        print("  {metric:>45}: {before:.4f} -> {after:.4f}  (delta {delta:+.4f} ± {se_delta:.4f}, z {z:.1f}, "
+              "n {n})".format(**row))  # fmt: skip
     return rows

@@ -103,6 +103,7 @@ def training(card, run_id: str, history: TrainHistory, loss: str, round: int, ti
 def evaluation(card, run_id: str, ev: Evaluation) -> None:
     tracking.log_records(run_id, ev.completions, "heldout_samples")
     tracking.log_records(run_id, ev.judgments, "heldout_judgments")
+    tracking.log_dict(run_id, ev.scores, "scores_per_prompt.json")
     for name, records in ev.benchmark_records.items():  # answers and judgments of each benchmark
         tracking.log_records(run_id, records, name, "benchmarks")
     tracking.log_metrics(run_id, {**ev.metrics, **ev.timings})

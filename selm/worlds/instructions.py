@@ -128,13 +128,14 @@ class InstructionsWorld(World):
     def train_prompts(self, recipe: Recipe, round: int) -> list[Prompt]:
         """Slice k of the prompts file after one seeded shuffle (disjoint rounds), each with its constraints."""
         n, w = recipe.world.train_prompts_per_round, recipe.world
-        pool = load_prompt_file(w.prompts_file)
+        pool = load_prompt_file(w.prompts_file, w.max_prompt_words)
         random.Random(recipe.experiment.seed).shuffle(pool)
         return [with_constraints(p, recipe.experiment.seed) for p in pool[(round - 1) * n : round * n]]
 
     def heldout_prompts(self, recipe: Recipe) -> list[Prompt]:
         """The first ``world.heldout_prompts`` of ``world.heldout_file``, with constraints (the same every run)."""
-        pool = load_prompt_file(recipe.world.heldout_file)[: recipe.world.heldout_prompts]
+        w = recipe.world
+        pool = load_prompt_file(w.heldout_file, w.max_prompt_words)[: w.heldout_prompts]
         return [with_constraints(p, seed=10_000) for p in pool]
 
     def score(self, prompts: Sequence[Prompt], replies: Sequence[str]) -> list[dict[str, float]]:
@@ -162,12 +163,13 @@ class InstructionsWorld(World):
                 out.append(f"world.{key}: required with world.name = 'instructions'")
                 continue
             try:
-                prompts = load_prompt_file(name)
+                prompts = load_prompt_file(name, w.max_prompt_words)
             except (OSError, ValueError) as e:
                 out.append(f"world.{key} = {name!r}: {e}")
                 continue
             if len(prompts) < n:
-                out.append(f"world.{key} = {name!r}: {len(prompts)} prompts, {n} needed")
+                words = f" of at most world.max_prompt_words = {w.max_prompt_words} words" if w.max_prompt_words else ""
+                out.append(f"world.{key} = {name!r}: {len(prompts)} prompts{words}, {n} needed")
             leaked = ifeval_prompts() & {p.text.strip() for p in prompts}
             if leaked:
                 out.append(f"world.{key} = {name!r}: {len(leaked)} prompts are IFEval test prompts")

@@ -22,7 +22,7 @@ class PromptsWorld(World):
         """Slice k of the file after one seeded shuffle, so rounds see disjoint prompts (the SELM paper's three
         disjoint UltraFeedback slices)."""
         n, w = recipe.world.train_prompts_per_round, recipe.world
-        pool = load_prompt_file(w.prompts_file)
+        pool = load_prompt_file(w.prompts_file, w.max_prompt_words)
         needed = n * recipe.experiment.rounds
         if len(pool) < needed:
             raise ValueError(
@@ -39,7 +39,7 @@ class PromptsWorld(World):
         if not w.prompts_file:
             return ["world.prompts_file: required with world.name = 'prompts'"]
         try:
-            prompts = load_prompt_file(w.prompts_file)
+            prompts = load_prompt_file(w.prompts_file, w.max_prompt_words)
         except (OSError, ValueError) as e:
             return [f"world.prompts_file = {w.prompts_file!r}: {e}"]
         out, needed = [], rounds * w.train_prompts_per_round
