@@ -1,5 +1,5 @@
 """Compare experiments, runs or registered policies side by side: every metric per round, deltas against the first,
-and PNG plots of metrics against round.
+paired deltas with their standard errors where both answered the same prompts, and PNG plots against round.
 
     python -m evals.compare RUN [RUN ...] [--metrics REGEX] [--out DIR]
 
@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_METRICS = r"^(heldout_|mt_bench|alpaca_eval|train_reward|pairs$|loss$|judge_calls|judge_cost)"
-BENCHMARK_PLOTS = re.compile(r"^(mt_bench(_proxy)?_score|alpaca_eval(_proxy)?_(lc_)?win_rate)$")
+DEFAULT_METRICS = r"^(heldout_|mt_bench|alpaca_eval|lm_eval_|train_reward|pairs$|loss$|judge_calls|judge_cost)"
+BENCHMARK_PLOTS = re.compile(
+    r"^(mt_bench(_proxy)?_score|alpaca_eval(_proxy)?_(lc_)?win_rate|lm_eval_\w+_(acc|acc_norm|exact_match)"
+    r"|lm_eval_ifeval\w*_prompt_level_loose_acc)$"
+)
+SCORES = "scores_per_prompt.json"  # each round run's per-prompt values; the experiment run holds round 0's
 
 
 def plotted(metric: str) -> bool:
@@ -36,6 +40,7 @@ def plotted(metric: str) -> bool:
 class Series:
     label: str
     rounds: dict[int, dict[str, float]]  # round → metric → value
+    scores: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # round → metric → prompt → value
 
 
 def load_series(client, ident: str) -> Series:
@@ -52,14 +57,34 @@ def load_series(client, ident: str) -> Series:
             raise SystemExit(f"{ident}: no such registered model version ({e.message})") from None
         run = client.get_run(version.run_id)
         rnd = int(version.tags.get("round", run.data.tags.get("round", 0)))
-        return Series(f"{version.name} v{version.version}", {rnd: dict(run.data.metrics)})
+        scores = {rnd: s} if (s := _scores(client, run.info.run_id, SCORES)) else {}
+        return Series(f"{version.name} v{version.version}", {rnd: dict(run.data.metrics)}, scores)
     run = _find_run(client, ident)
     rounds: dict[int, dict[str, float]] = {}
     for key in run.data.metrics:
         for m in client.get_metric_history(run.info.run_id, key):
             rounds.setdefault(m.step, {})[key] = m.value
     label = f"{run.data.tags.get('mlflow.runName', ident)} ({run.data.tags.get('metaflow_run', run.info.run_id[:8])})"
-    return Series(label, rounds)
+    scores = {0: _scores(client, run.info.run_id, SCORES.replace(".json", "_round0.json"))}
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    for child in children:
+        if "round" in child.data.tags:
+            scores[int(child.data.tags["round"])] = _scores(client, child.info.run_id, SCORES)
+    return Series(label, rounds, {k: v for k, v in scores.items() if v})
+
+
+def _scores(client, run_id: str, name: str) -> dict:
+    """The per-prompt scores a run logged as ``name``, or {} (runs from before they were logged)."""
+    import json
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return json.loads(Path(client.download_artifacts(run_id, name, tmp)).read_text())
+        except (MlflowException, OSError):
+            return {}
 
 
 def _find_run(client, ident: str):
@@ -103,6 +128,20 @@ def table(series: list[Series], pattern: str = DEFAULT_METRICS) -> list[dict]:
                 row[f"Δ {s.label}"] = None if v is None or values[0] is None else v - values[0]
             rows.append(row)
     return rows
+
+
+def paired_table(series: list[Series]) -> list[dict]:
+    """Per (metric, round) that the first series and another both scored prompt by prompt: the other's Δ against the
+    first over their common prompts, with the paired SE and z (``selm.algorithms.statistics.paired_improvement``)."""
+    from selm.algorithms.statistics import paired_improvement
+
+    rows = []
+    for other in series[1:]:
+        for r in sorted(set(series[0].scores) & set(other.scores)):
+            for row in paired_improvement(series[0].scores[r], other.scores[r]):
+                rows.append({"metric": row["metric"], "round": r, "vs": other.label, "n": row["n"],
+                             "Δ": row["delta"], "SE": row["se_delta"], "z": row["z"]})  # fmt: skip
+    return sorted(rows, key=lambda row: (row["metric"], row["round"], row["vs"]))
 
 
 def format_table(rows: list[dict]) -> str:
@@ -153,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     client = tracking.client()
     series = [load_series(client, ident) for ident in args.runs]
     print(format_table(table(series, args.metrics)))
+    paired = [r for r in paired_table(series) if re.search(args.metrics, r["metric"])]
+    if paired:
+        print(f"\npaired over the same prompts, each against {series[0].label} (z = Δ / SE):")
+        print(format_table(paired))
     paths = plot(series, Path(args.out))
     print(f"\n{len(paths)} plots in {args.out}/: " + ", ".join(p.name for p in paths))
     return 0

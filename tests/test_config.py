@@ -127,3 +127,11 @@ def test_empty_list_override_and_numeric_lists_stay_typed():
 def test_benchmarks_are_optional_unless_required():
     e = load_recipe(None, ["eval.mt_bench.required=true"]).eval
     assert e.mt_bench.required and not e.alpaca_eval.required and not e.lm_eval.required
+
+
+def test_lm_eval_every_round_or_only_at_the_ends():
+    from selm.pipeline.evaluate import lm_eval_due
+
+    ends = load_recipe(None, ["experiment.rounds=3", "eval.lm_eval.every_round=false"])
+    assert [lm_eval_due(ends, k) for k in range(4)] == [True, False, False, True]
+    assert all(lm_eval_due(load_recipe(None, ["experiment.rounds=3"]), k) for k in range(4))

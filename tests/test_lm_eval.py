@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from selm.benchmarks.lm_eval_suite import LOCAL_TASKS, evaluate, flat_metrics, materialize
+from selm.benchmarks.lm_eval_suite import LOCAL_TASKS, evaluate, flat_metrics, materialize, per_document
 from selm.data import data_dir
 
 pytestmark = pytest.mark.skipif(
@@ -69,8 +69,15 @@ def test_ifeval_checks_run_offline_on_every_official_prompt():
 
 
 def test_ifeval_local_python_api_matches_the_cli(tiny_policy, tiny_policy_dir, tmp_path):
-    metrics, _ = evaluate(*tiny_policy, ["ifeval_local"], limit=6, work_dir=tmp_path / "api", max_gen_toks=16)
+    metrics, results = evaluate(*tiny_policy, ["ifeval_local"], limit=6, work_dir=tmp_path / "api", max_gen_toks=16)
     assert set(metrics) >= {f"lm_eval_ifeval_local_{m}" for m in ("prompt_level_loose_acc", "inst_level_strict_acc")}
+    # each prompt's score, for paired comparisons: the prompt-level metrics (not the per-instruction lists), whose
+    # mean is lm-eval's own number
+    docs = per_document(results)
+    assert set(docs) == {f"lm_eval_ifeval_local_prompt_level_{m}_acc" for m in ("strict", "loose")}
+    for name, scores in docs.items():
+        assert sorted(scores) == [str(i) for i in range(6)] and set(scores.values()) <= {0.0, 1.0}
+        assert sum(scores.values()) / 6 == pytest.approx(metrics[name], abs=1e-12)
     extra = ["--gen_kwargs", "max_gen_toks=16", "--batch_size", "32"]  # the API's batch: the same padding
     assert_cli_gives(metrics, ["ifeval_local"], 6, tiny_policy_dir, tmp_path, *extra)
 

@@ -90,3 +90,10 @@ def test_malformed_prompts_file_names_file_and_line(tmp_path):
         '{"prompt": "hi", "chosen": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "A"}]}\n'
     )
     assert load_prompt_file(str(f))[0].meta == {"chosen": "A"}
+
+
+def test_long_prompts_are_left_out_when_asked(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps({"prompt": " ".join(["w"] * n), "chosen": "a"}) + "\n" for n in (3, 5, 8)))
+    assert [len(p.text.split()) for p in load_prompt_file(str(f))] == [3, 5, 8]
+    assert [len(p.text.split()) for p in load_prompt_file(str(f), max_words=5)] == [3, 5]

@@ -3,6 +3,7 @@ enables (lm-eval tasks, MT-Bench, AlpacaEval 2.0)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from selm import worlds
@@ -40,11 +41,18 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
 
 
 def per_prompt(judgments: list[Judgment], prefix: str = "heldout") -> dict[str, dict[str, float]]:
-    """{<prefix>_reward / <prefix>_<objective>: {prompt id: value}}: what paired comparisons of two policies need."""
+    """{<prefix>_reward / <prefix>_<objective>: {key: value}}: what paired comparisons of two policies need.
+
+    The key is the prompt id, and ``<id>#<k>`` for its k-th repeat (k ≥ 2): a held-out set may draw a prompt more
+    than once (the tiny world does), and each draw is its own paired observation, so the mean over the keys is the
+    logged held-out metric."""
     out: dict[str, dict[str, float]] = {}
+    seen: Counter[str] = Counter()
     for j in judgments:
+        seen[j.prompt_id] += 1
+        key = j.prompt_id if seen[j.prompt_id] == 1 else f"{j.prompt_id}#{seen[j.prompt_id]}"
         for name, value in {"reward": j.reward, **j.scores}.items():
-            out.setdefault(f"{prefix}_{name}", {})[j.prompt_id] = value
+            out.setdefault(f"{prefix}_{name}", {})[key] = value
     return out
 
 
