@@ -47,4 +47,7 @@ def test_a_prompt_drawn_twice_is_two_paired_observations():
         Judgment("p", 2, {"ok": 0.0}, 0.5, "rules"),
     ]
     scores = per_prompt(judgments)
-    assert scores == {"heldout_reward": {"p": 1.0, "q": 0.0, "p#2": 0.5}, "heldout_ok": {"p": 1.0, "q": 0.0, "p#2": 0.0}}
+    assert scores == {
+        "heldout_reward": {"p": 1.0, "q": 0.0, "p#2": 0.5},
+        "heldout_ok": {"p": 1.0, "q": 0.0, "p#2": 0.0},
+    }

@@ -7,16 +7,17 @@ order; we judge *both* orders and parse the answer strictly, so a preference is 
 0, or ½ (the orders disagree) — the same position-debiasing as the rest of selm, on any OpenAI-compatible server
 (most do not return log-probs).
 
-Win rate = 100 · mean(p), standard error = 100 · SEM. LC win rate follows AlpacaEval's ``length_controlled_minimal``
-GLM (see ``lc_win_rate``); the default ``length_controlled_v1`` also needs per-instruction difficulties and "gamed"
-baseline annotations that AlpacaEval fetches from the Hugging Face hub at run time, and that package (0.6.6) also
-fetches its evaluation set and baselines from the hub, so it cannot run offline on local files — hence this
-re-implementation of the few lines that matter, checked in the tests against scikit-learn.
+Win rate = 100 · mean(p), standard error = 100 · SEM. LC win rate: AlpacaEval's ``length_controlled_minimal`` GLM
+fitted by AlpacaEval's own code (see ``lc_win_rate``). The default ``length_controlled_v1`` also needs per-instruction
+difficulties and "gamed" baseline annotations that AlpacaEval fetches from the Hugging Face hub at run time, and the
+``alpaca_eval`` package (0.6.6) fetches its evaluation set and baselines from the hub too, so selm runs the
+benchmark itself on local files and calls into the package only for the fit.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ import numpy as np
 from selm.benchmarks.graders import PreferItem
 from selm.data import resolve
 from selm.judges.llm import JudgeTemplate
+
+log = logging.getLogger(__name__)
 
 BASELINE = "alpaca_eval/gpt4_1106_preview_model_outputs.json"
 JUDGE_PROMPT = "alpaca_eval/weighted_alpaca_eval_gpt4_turbo_prompt_alpaca_eval_clf.txt"
@@ -64,29 +67,56 @@ def win_rate(prefs: list[float]) -> tuple[float, float]:
     return 100 * p.mean(), 100 * p.std(ddof=1) / math.sqrt(len(p)) if len(p) > 1 else 0.0
 
 
-def lc_win_rate(prefs: list[float], output_lens: list[int], baseline_lens: list[int]) -> tuple[float, float]:
-    """Length-controlled win rate, AlpacaEval's ``length_controlled_minimal`` GLM.
+#: AlpacaEval's cross-validation folds for the LC GLM (GroupKFold): fewer judged instructions cannot be fitted its way
+LC_FOLDS = 5
 
-    Logistic regression without intercept of the preference p_i ∈ [0, 1] (soft labels: log-loss
-    −Σ p_i log σ(z_i) + (1 − p_i) log(1 − σ(z_i))) on two features: tanh(Δ_i / sd(Δ)) with Δ_i the length
-    difference in characters (output − baseline), and a constant 1 (AlpacaEval's ``not_gamed_baseline``), so
-    z_i = w_len · tanh(Δ_i / sd(Δ)) + w_0. The LC win rate predicts at Δ = 0: 100 · σ(w_0). Its standard error is
-    the delta method on the MLE: 100 · σ(w_0)(1 − σ(w_0)) · sqrt([H⁻¹]₀₀), H the log-loss Hessian.
-    Fitted by Newton's method with a tiny ridge (1e-6) that only matters when the data are separable.
-    AlpacaEval fits the same GLM with L1-regularised, cross-validated scikit-learn; with two features and hundreds
-    of instructions the two agree closely.
-    """
+
+def lc_win_rate(prefs: list[float], output_lens: list[int], baseline_lens: list[int]) -> float | None:
+    """Length-controlled win rate as AlpacaEval 2.0 computes it for its ``length_controlled_minimal`` GLM, fitted by
+    AlpacaEval's own routine (``alpaca_eval.metrics.glm_winrate.fit_LogisticRegressionCV``).
+
+    Logistic regression without intercept of the soft preference p_i ∈ [0, 1] (policy wins) on tanh(Δ_i / sd(Δ))
+    and a constant 1 (AlpacaEval's ``not_gamed_baseline``): z_i = w_len · tanh(Δ_i / sd(Δ)) + w_0, with
+    Δ_i = baseline − output length in characters (AlpacaEval's ``len_1 − len_2``) and sd with ddof 1. The fit is
+    AlpacaEval's: L1 penalty, liblinear, C chosen by 5-fold GroupKFold on the log-loss, soft labels as each row twice
+    (y = 1 weighted p, y = 0 weighted 1 − p). LC = 100 · σ(w_0), the prediction at Δ = 0. The L1 penalty can shrink
+    w_0 to exactly 0 (LC = 50) on small or noisy sets, where the unregularised MLE (``lc_mle``) would not.
+
+    Only the featurisation is ours: AlpacaEval's ``_get_featurized_data`` downloads ``df_gamed.csv`` from the hub even
+    for this formula, which needs nothing from it. None when AlpacaEval's fit is undefined: fewer than ``LC_FOLDS``
+    judged instructions, or every length difference the same (sd 0)."""
+    import pandas as pd
+    import sklearn
+    from alpaca_eval.metrics.glm_winrate import fit_LogisticRegressionCV
+
+    delta = np.asarray(baseline_lens, dtype=float) - np.asarray(output_lens, dtype=float)
+    sd = delta.std(ddof=1) if len(delta) > 1 else 0.0
+    if len(delta) < LC_FOLDS or not sd > 0:
+        return None
+    length, bias = "np.tanh(std_delta_len)", "not_gamed_baseline.astype(float)"  # AlpacaEval's (patsy) column names
+    train = pd.DataFrame({length: np.tanh(delta / sd), bias: 1.0, "preference": np.asarray(prefs, dtype=float)})
+    with sklearn.config_context():  # the fit turns on sklearn's metadata routing globally; keep that local
+        model = fit_LogisticRegressionCV(train, "preference", is_ytrue_proba=True, n_splits=LC_FOLDS)
+    return 100 * float(model.predict_proba(pd.DataFrame({length: [0.0], bias: [1.0]}))[0, 1])
+
+
+def lc_mle(prefs: list[float], output_lens: list[int], baseline_lens: list[int]) -> tuple[float, float]:
+    """The same GLM as ``lc_win_rate`` at its unregularised maximum-likelihood fit: (100 · σ(ŵ_0), its standard
+    error by the delta method, 100 · σ(ŵ_0)(1 − σ(ŵ_0)) · sqrt([H⁻¹]₀₀), H the log-loss Hessian).
+
+    Not AlpacaEval's number (its L1, cross-validated fit shrinks toward 50); the SE is the uncertainty selm reports
+    beside AlpacaEval's LC win rate (AlpacaEval's own ``lc_standard_error`` is the SEM of per-instruction
+    predictions, a different quantity). Newton's method with a tiny ridge (1e-6) that only matters when the data
+    are separable."""
     p = np.asarray(prefs, dtype=float)
-    delta = np.asarray(output_lens, dtype=float) - np.asarray(baseline_lens, dtype=float)
+    delta = np.asarray(baseline_lens, dtype=float) - np.asarray(output_lens, dtype=float)
     sd = delta.std(ddof=1) if len(delta) > 1 else 0.0
     x = np.stack([np.tanh(delta / sd) if sd > 0 else np.zeros_like(delta), np.ones_like(delta)], 1)
     w = np.zeros(2)
     ridge = 1e-6 * np.eye(2)
     for _ in range(100):
         s = 1 / (1 + np.exp(-(x @ w)))
-        grad = x.T @ (s - p) + ridge @ w
-        hess = (x * (s * (1 - s))[:, None]).T @ x + ridge
-        step = np.linalg.solve(hess, grad)
+        step = np.linalg.solve((x * (s * (1 - s))[:, None]).T @ x + ridge, x.T @ (s - p) + ridge @ w)
         w -= step
         if np.abs(step).max() < 1e-10:
             break
@@ -111,14 +141,18 @@ def run(sampler, grader, examples: list[Example], max_new_tokens: int, template:
     if ok:
         prefs = [judged[k][0] for k in ok]
         wr, se = win_rate(prefs)
-        lc, lc_se = lc_win_rate(prefs, [len(outputs[k]) for k in ok], [len(examples[k].baseline) for k in ok])
+        lens = [len(outputs[k]) for k in ok], [len(examples[k].baseline) for k in ok]
+        lc = lc_win_rate(prefs, *lens)
         metrics |= {
             f"{prefix}_win_rate": wr,
             f"{prefix}_win_rate_se": se,
-            f"{prefix}_lc_win_rate": lc,
-            f"{prefix}_lc_win_rate_se": lc_se,
+            f"{prefix}_lc_mle_se": lc_mle(prefs, *lens)[1],
             f"{prefix}_avg_length": float(np.mean([len(o) for o in outputs])),
         }
+        if lc is None:
+            log.warning(f"AlpacaEval: no LC win rate (needs {LC_FOLDS} judged instructions of different lengths)")
+        else:
+            metrics[f"{prefix}_lc_win_rate"] = lc
     records = [
         {"instruction": ex.instruction, "output": out, "baseline": ex.baseline, "preference": p, "judgments": raw}
         for ex, out, (p, raw) in zip(examples, outputs, judged)
