@@ -9,8 +9,14 @@
     # LSC: transformed-and-combined vs raw weighted-sum rewards for pair construction
     python benchmarks/sweep.py --variant raw-sum="judge.combine=sum" --variant lsc="judge.combine=lsc"
 
-Prints held-out metrics per round (mean ± std over seeds) against labels spent; with ``--reach NAME``, how many
-labels each variant needs to reach NAME's final held-out reward; saves the curves as a PNG.
+    # SELM vs iterative DPO, and SELM's optimism coefficient α: 0 (= DPO's loss), the paper's 1e-3, and larger
+    python benchmarks/sweep.py --variant dpo="train.loss=dpo" --variant selm="train.loss=selm" \
+        --variant alpha0="train.loss=selm train.alpha=0" --variant alpha0.1="train.loss=selm train.alpha=0.1"
+
+Prints held-out metrics and exploration diagnostics (``explore_*``) per round, mean ± std over seeds, against labels
+spent; each variant against the first one paired by seed (Δ = mean over seeds of the per-seed difference, ± its
+standard error over seeds); with ``--reach NAME``, how many labels each variant needs to reach NAME's final held-out
+reward; saves the curves as a PNG (held-out metrics and diagnostics).
 """
 
 import argparse
@@ -38,6 +44,30 @@ def mean_std(xs) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+EXPLORE = [
+    "explore_kl",
+    "explore_y0_log_ratio",
+    "explore_win_over_y0",
+    "explore_distinct_2",
+    "explore_self_overlap",
+    "explore_best_of_n_reward",
+    "explore_reward_spread",
+]
+EXPLORE_PLOTS = ["explore_kl", "explore_y0_log_ratio", "explore_win_over_y0", "explore_distinct_2"]
+
+
+def cell(row: dict, metric: str) -> str:
+    return f"{metric.removeprefix('heldout_').removeprefix('explore_')} {row[metric]:.4f}±{row[f'{metric}_se']:.4f}"
+
+
+def paired_cell(base_runs: list[list[dict]], runs: list[list[dict]], r: int, metric: str) -> str:
+    """Δ of ``metric`` at round ``r``: the per-seed differences (same seed: same prompts and held-out draws), mean ±
+    their standard error."""
+    diffs = [run[r][metric] - base[r][metric] for base, run in zip(base_runs, runs)]
+    mean, sd = mean_std(diffs)
+    return f"{metric.removeprefix('heldout_')} {mean:+.4f}±{sd / len(diffs) ** 0.5:.4f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variant", action="append", required=True, help='NAME="section.key=value ..."')
@@ -62,14 +92,19 @@ def main() -> None:
         rows = []
         for r in range(len(runs[0])):
             row = {"round": r, "labels": statistics.fmean(run[r]["labels_total"] for run in runs)}
-            for m in metrics:
-                row[m], row[f"{m}_se"] = mean_std([run[r][m] for run in runs])
+            for m in metrics + EXPLORE:
+                if m in runs[0][r]:
+                    row[m], row[f"{m}_se"] = mean_std([run[r][m] for run in runs])
             rows.append(row)
-            print(
-                f"  round {r} labels {row['labels']:>6.0f}: "
-                + "  ".join(f"{m.removeprefix('heldout_')} {row[m]:.4f}±{row[f'{m}_se']:.4f}" for m in metrics)
-            )
+            print(f"  round {r} labels {row['labels']:>6.0f}: " + "  ".join(cell(row, m) for m in metrics))
+            if r:
+                print(" " * 24 + "  ".join(cell(row, m) for m in EXPLORE if m in row))
         series[name] = rows
+    first = next(iter(results))
+    for name in [n for n in results if n != first]:
+        print(f"\n{name} − {first}, paired by seed (mean ± SE over {len(args.seeds)} seeds)")
+        for r in range(len(results[first][0])):
+            print(f"  round {r}: " + "  ".join(paired_cell(results[first], results[name], r, m) for m in metrics))
     if args.reach:
         target = statistics.fmean(run[-1]["heldout_reward"] for run in results[args.reach])
         print(f"\nlabels needed to reach {args.reach}'s final held-out reward {target:.4f}:")
@@ -79,7 +114,13 @@ def main() -> None:
             print(f"  {name:>12}: {text}  (reached in {len(reached)}/{len(runs)} seeds)")
     fig = plots.metric_curves(series, metrics, "held-out metrics (± std over seeds)", x="labels")
     fig.savefig(args.out, dpi=100)
-    print(f"\nsaved {args.out}")
+    explore = [m for m in EXPLORE_PLOTS if any(m in row for rows in series.values() for row in rows)]
+    if explore:
+        out = args.out.removesuffix(".png") + "_exploration.png"
+        plots.metric_curves(series, explore, "exploration diagnostics (± std over seeds)").savefig(out, dpi=100)
+        print(f"\nsaved {args.out} and {out}")
+    else:
+        print(f"\nsaved {args.out}")
 
 
 if __name__ == "__main__":

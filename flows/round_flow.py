@@ -138,14 +138,29 @@ class RoundFlow(FlowSpec):
     @card(type="blank")
     @step
     def evaluate(self):
-        """Held-out reward of the new policy, per objective, with standard errors; and the enabled benchmarks."""
+        """Held-out reward of the new policy, per objective, with standard errors; the enabled benchmarks; and the
+        exploration diagnostics (how far the policy moved from its reference, how varied the round's samples were)."""
         from selm.pipeline.evaluate import evaluate_all
+        from selm.pipeline.explore import diagnostics
+        from selm.progress import timed
         from selm.report import rounds as report
 
         evaluation = evaluate_all(self.policy_out, self.config, self.round, f"round-{self.round}")
         self.eval_metrics, self.eval_scores = evaluation.metrics, evaluation.scores
         self.timings |= evaluation.timings
         report.evaluation(current.card, self.mlflow_run, evaluation)
+        with timed(self.timings, "diagnostics"):
+            self.explore_metrics = diagnostics(
+                self.policy_out,
+                self.policy_in,
+                self.samples,
+                self.selection,
+                self.judgments,
+                (evaluation.completions, evaluation.judgments),
+                self.config,
+                self.round,
+            )
+        report.exploration(current.card, self.mlflow_run, self.explore_metrics)
         self.next(self.end)
 
     @card(type="blank")
@@ -160,6 +175,7 @@ class RoundFlow(FlowSpec):
             **self.judge_usage,
             "labels": self.selection.labels,
             **self.eval_metrics,
+            **self.explore_metrics,
             **self.train_summary,
             **self.timings,
             "pairs": len(self.pairs),

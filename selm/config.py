@@ -232,6 +232,8 @@ class LMEval(Section):
 class Eval(Section):
     temperature: float = Field(1.0, gt=0)  # held-out replies are sampled like training replies
     batch_size: int = Field(600, ge=1)
+    #: the round's exploration diagnostics (``explore_*``: KL to the reference, y0 log-ratio, diversity, best-of-n)
+    diagnostics: bool = True
     judge: BenchmarkJudge = BenchmarkJudge()
     mt_bench: MTBench = MTBench()
     alpaca_eval: AlpacaEval = AlpacaEval()

@@ -10,6 +10,7 @@ from pathlib import Path
 from selm import worlds
 from selm.config import Recipe
 from selm.pipeline.evaluate import evaluate
+from selm.pipeline.explore import diagnostics
 from selm.pipeline.judge import judge_and_pair
 from selm.pipeline.policy import initial_policy_path
 from selm.pipeline.sample import sample
@@ -39,7 +40,11 @@ def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]
             history = train(policy, judged.pairs, recipe, k, out_dir / f"round-{k}")
         reference, policy = policy, str(out_dir / f"round-{k}")
         with timed(timing, "evaluate"):
-            metrics, _, _ = evaluate(policy, recipe, k, f"round-{k}")
+            metrics, completions, judgments = evaluate(policy, recipe, k, f"round-{k}")
+        with timed(timing, "diagnostics"):
+            explore = diagnostics(
+                policy, reference, samples, selection, judged.judgments, (completions, judgments), recipe, k
+            )
         labels_total += selection.labels
         rows.append(
             {
@@ -50,6 +55,7 @@ def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]
                 **judged.usage,
                 **history.summary(),
                 **metrics,
+                **explore,
                 **timing,
             }
         )

@@ -113,6 +113,23 @@ def evaluation(card, run_id: str, ev: Evaluation) -> None:
     cards.benchmarks(card, ev.benchmark_metrics, ev.benchmark_records)
 
 
+def exploration(card, run_id: str, metrics: Mapping[str, float]) -> None:
+    """The ``explore_*`` diagnostics: logged, and a card table with what each one means."""
+    if not metrics:
+        return
+    tracking.log_metrics(run_id, metrics)
+    card.append(cards.markdown("# Exploration\n" + EXPLORATION_HELP))
+    card.append(cards.metrics_table(metrics))
+
+
+EXPLORATION_HELP = """\
+On the held-out prompts, new policy πθ vs the round's reference πref: `explore_kl` — Monte-Carlo KL(πθ ‖ πref) from
+πθ's replies; `explore_y0_log_ratio` — log πθ(y0) − log πref(y0), y0 = πref's greedy reply (SELM pushes it down);
+`explore_win_over_y0` — share of prompts where πθ's reply beats y0. On the round's samples (from πref):
+`explore_distinct_1/2` — distinct n-grams per prompt; `explore_self_overlap` — pairwise bigram overlap;
+`explore_best_of_n_reward`, `explore_reward_spread` — best judged reward per prompt and max − min."""
+
+
 def end(card, round: int, policy: str, registered: Mapping, metrics: Mapping[str, float]) -> None:
     card.append(
         cards.markdown(

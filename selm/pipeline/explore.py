@@ -1,0 +1,110 @@
+"""Exploration diagnostics of a round (``explore_*`` metrics): does the new policy leave its reference, and what
+did the round's samples look like. Definitions: ``selm.algorithms.exploration`` and the README (Exploration).
+
+On the held-out prompts, the new policy πθ against the round's reference πref (the policy the round started from):
+- ``explore_kl`` ± ``_se``: Monte-Carlo KL(πθ ‖ πref) from the held-out replies (sampled from πθ); only when they
+  were sampled at temperature 1, where they are draws from πθ itself;
+- ``explore_y0_log_ratio`` ± ``_se``: log πθ(y0) − log πref(y0), y0 the reference's greedy reply (what SELM's
+  optimism term pushes down);
+- ``explore_win_over_y0``: share of prompts where the held-out judges reward πθ's reply above y0 (ties ½).
+On the round's training samples (drawn from πref, n per prompt):
+- ``explore_distinct_1``, ``explore_distinct_2``: distinct-n of each prompt's replies, averaged over prompts;
+- ``explore_self_overlap``: mean pairwise bigram Jaccard overlap of each prompt's replies;
+- ``explore_best_of_n_reward``, ``explore_reward_spread``: per prompt the best judged reward and max − min.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from selm import worlds
+from selm.algorithms import exploration
+from selm.config import Recipe
+from selm.pipeline.judge import judge_completions
+from selm.pipeline.policy import sampler
+from selm.pipeline.sample import Samples
+from selm.pipeline.select import Selection
+from selm.records import Completion, Judgment
+
+
+def diagnostics(
+    policy_path: str,
+    reference_path: str,
+    samples: Samples,
+    selection: Selection,
+    judgments: list[Judgment],
+    heldout: tuple[list[Completion], list[Judgment]],
+    recipe: Recipe,
+    round: int,
+) -> dict[str, float]:
+    """All ``explore_*`` metrics of the round from its samples, their judgments (``judgments[i]`` judges the i-th
+    selected reply) and the new policy's held-out replies and judgments (the evaluate stage's); the held-out ones only
+    when the world has a held-out set; {} when ``eval.diagnostics`` is off."""
+    if not recipe.eval.diagnostics:
+        return {}
+    return sample_diagnostics(samples, selection, judgments) | heldout_diagnostics(
+        policy_path, reference_path, *heldout, recipe, round
+    )
+
+
+def sample_diagnostics(samples: Samples, selection: Selection, judgments: list[Judgment]) -> dict[str, float]:
+    """Diversity of the round's n samples per prompt and the spread of their judged rewards."""
+    replies: dict[str, list[list[int]]] = defaultdict(list)
+    for c in samples.completions:
+        if c.kind == "sample":
+            replies[c.prompt_id].append(c.token_ids)
+    rewards: dict[str, list[float]] = defaultdict(list)
+    for i, j in zip(selection.completion_indices, judgments):
+        if samples.completions[i].kind == "sample":
+            rewards[j.prompt_id].append(j.reward)
+    best, spread = exploration.best_of_n(list(rewards.values()))
+    return {
+        "explore_distinct_1": _mean(exploration.distinct_n(r, 1) for r in replies.values()),
+        "explore_distinct_2": _mean(exploration.distinct_n(r, 2) for r in replies.values()),
+        "explore_self_overlap": _mean(exploration.pairwise_overlap(r, 2) for r in replies.values() if len(r) > 1),
+        "explore_best_of_n_reward": best,
+        "explore_reward_spread": spread,
+    }
+
+
+def heldout_diagnostics(
+    policy_path: str,
+    reference_path: str,
+    completions: list[Completion],
+    judgments: list[Judgment],
+    recipe: Recipe,
+    round: int,
+) -> dict[str, float]:
+    """KL to the reference, the reference's greedy reply y0 under both models, and the new replies' win share over
+    y0, on the held-out prompts (one extra greedy pass of the reference, four scoring passes)."""
+    from selm.models.chat import encode_prompt
+    from selm.models.loading import load_policy
+    from selm.models.logprobs import batched_sequence_logprobs
+
+    prompts = worlds.of(recipe).heldout_prompts(recipe)
+    if not prompts or not completions:
+        return {}
+    draw = sampler(recipe, reference_path, recipe.eval.batch_size, f"round-{round - 1}")
+    y0 = draw.sample(
+        prompts, n=1, greedy=True, max_new_tokens=recipe.sampling.max_new_tokens, round=round, desc="greedy y0 held-out"
+    )
+    y0_rewards = [j.reward for j in judge_completions(prompts, y0, recipe)]
+    prompt_ids = [encode_prompt(draw.tokenizer, p.text) for p in prompts]
+    replies = [c.token_ids for c in completions] + [c.token_ids for c in y0]
+    logps = {}
+    for name, path in (("policy", policy_path), ("reference", reference_path)):
+        model, tok = load_policy(path)
+        logps[name] = batched_sequence_logprobs(model, prompt_ids * 2, replies, tok.pad_token_id).tolist()
+    n = len(prompts)
+    (pol_y, pol_y0), (ref_y, ref_y0) = ((logps[k][:n], logps[k][n:]) for k in ("policy", "reference"))
+    out = dict(zip(("explore_y0_log_ratio", "explore_y0_log_ratio_se"), exploration.mean_log_ratio(pol_y0, ref_y0)))
+    if recipe.eval.temperature == 1.0:  # otherwise the held-out replies are not draws from πθ
+        out |= dict(zip(("explore_kl", "explore_kl_se"), exploration.mean_log_ratio(pol_y, ref_y)))
+    out["explore_win_over_y0"] = exploration.win_share([j.reward for j in judgments], y0_rewards)
+    return out
+
+
+def _mean(values) -> float:
+    xs = [v for v in values if not math.isnan(v)]
+    return sum(xs) / len(xs) if xs else math.nan
