@@ -20,20 +20,21 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_METRICS = r"^(heldout_|mt_bench|alpaca_eval|lm_eval_|train_reward|pairs$|loss$|judge_calls|judge_cost)"
-BENCHMARK_PLOTS = re.compile(
+DEFAULT_METRICS = r"^(heldout_|mt_bench|alpaca_eval|lm_eval_|explore_|train_reward|pairs$|loss$|judge_calls|judge_cost)"
+HEADLINE_PLOTS = re.compile(
     r"^(mt_bench(_proxy)?_score|alpaca_eval(_proxy)?_(lc_)?win_rate|lm_eval_\w+_(acc|acc_norm|exact_match)"
-    r"|lm_eval_ifeval\w*_prompt_level_loose_acc)$"
+    r"|lm_eval_ifeval\w*_prompt_level_loose_acc|explore_(kl|y0_log_ratio|win_over_y0|distinct_2))$"
 )
 SCORES = "scores_per_prompt.json"  # each round run's per-prompt values; the experiment run holds round 0's
 
 
 def plotted(metric: str) -> bool:
-    """The headline metrics: held-out reward, good_all and every registered world's objectives; benchmark scores."""
+    """The headline metrics: held-out reward, good_all and every registered world's objectives; benchmark scores;
+    the main exploration diagnostics."""
     from selm import worlds
 
     heldout = {"reward", "good_all", *(o for w in worlds.REGISTRY.values() for o in w.objectives)}
-    return bool(BENCHMARK_PLOTS.match(metric)) or metric in {f"heldout_{n}" for n in heldout}
+    return bool(HEADLINE_PLOTS.match(metric)) or metric in {f"heldout_{n}" for n in heldout}
 
 
 @dataclass
