@@ -24,6 +24,7 @@ import shlex
 import statistics
 import tempfile
 
+from selm.algorithms.statistics import mean_and_se
 from selm.config import load_recipe
 from selm.pipeline.experiment import run_experiment
 from selm.pipeline.judge import metric_names
@@ -63,9 +64,8 @@ def cell(row: dict, metric: str) -> str:
 def paired_cell(base_runs: list[list[dict]], runs: list[list[dict]], r: int, metric: str) -> str:
     """Δ of ``metric`` at round ``r``: the per-seed differences (same seed: same prompts and held-out draws), mean ±
     their standard error."""
-    diffs = [run[r][metric] - base[r][metric] for base, run in zip(base_runs, runs)]
-    mean, sd = mean_std(diffs)
-    return f"{metric.removeprefix('heldout_')} {mean:+.4f}±{sd / len(diffs) ** 0.5:.4f}"
+    mean, se = mean_and_se([run[r][metric] - base[r][metric] for base, run in zip(base_runs, runs)])
+    return f"{metric.removeprefix('heldout_')} {mean:+.4f}±{se:.4f}"
 
 
 def main() -> None:

@@ -60,7 +60,9 @@ def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, mo
     for r in data.rounds[1:]:  # every round reports how far it moved from its reference, and how varied it sampled
         assert r["explore_kl"] > 2 * r["explore_kl_se"] > 0, r
         assert r["explore_y0_log_ratio"] < 0, r  # SELM's optimism term pushes the reference's greedy reply down
-        assert 0 <= r["explore_win_over_y0"] <= 1 and 0 < r["explore_distinct_2"] <= 1 and r["explore_reward_spread"] > 0
+        assert (
+            0 <= r["explore_win_over_y0"] <= 1 and 0 < r["explore_distinct_2"] <= 1 and r["explore_reward_spread"] > 0
+        )
     assert "Exploration" in card_text(Flow("RoundFlow").latest_run["evaluate"].task)
 
     # the benchmarks without data were skipped, visibly: log, card, MLflow — and the recipe says they did not run

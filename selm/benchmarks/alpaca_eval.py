@@ -71,6 +71,14 @@ def win_rate(prefs: list[float]) -> tuple[float, float]:
 LC_FOLDS = 5
 
 
+def length_feature(output_lens: list[int], baseline_lens: list[int]) -> np.ndarray | None:
+    """The LC GLM's length feature, as AlpacaEval's ``_get_featurized_data`` builds it: tanh(Δ_i / sd(Δ)) with
+    Δ_i = baseline − output length in characters and sd with ddof 1; None when every Δ is the same (sd 0)."""
+    delta = np.asarray(baseline_lens, dtype=float) - np.asarray(output_lens, dtype=float)
+    sd = delta.std(ddof=1) if len(delta) > 1 else 0.0
+    return np.tanh(delta / sd) if sd > 0 else None
+
+
 def lc_win_rate(prefs: list[float], output_lens: list[int], baseline_lens: list[int]) -> float | None:
     """Length-controlled win rate as AlpacaEval 2.0 computes it for its ``length_controlled_minimal`` GLM, fitted by
     AlpacaEval's own routine (``alpaca_eval.metrics.glm_winrate.fit_LogisticRegressionCV``).
@@ -89,12 +97,11 @@ def lc_win_rate(prefs: list[float], output_lens: list[int], baseline_lens: list[
     import sklearn
     from alpaca_eval.metrics.glm_winrate import fit_LogisticRegressionCV
 
-    delta = np.asarray(baseline_lens, dtype=float) - np.asarray(output_lens, dtype=float)
-    sd = delta.std(ddof=1) if len(delta) > 1 else 0.0
-    if len(delta) < LC_FOLDS or not sd > 0:
+    feature = length_feature(output_lens, baseline_lens)
+    if len(prefs) < LC_FOLDS or feature is None:
         return None
     length, bias = "np.tanh(std_delta_len)", "not_gamed_baseline.astype(float)"  # AlpacaEval's (patsy) column names
-    train = pd.DataFrame({length: np.tanh(delta / sd), bias: 1.0, "preference": np.asarray(prefs, dtype=float)})
+    train = pd.DataFrame({length: feature, bias: 1.0, "preference": np.asarray(prefs, dtype=float)})
     with sklearn.config_context():  # the fit turns on sklearn's metadata routing globally; keep that local
         model = fit_LogisticRegressionCV(train, "preference", is_ytrue_proba=True, n_splits=LC_FOLDS)
     return 100 * float(model.predict_proba(pd.DataFrame({length: [0.0], bias: [1.0]}))[0, 1])
@@ -109,9 +116,8 @@ def lc_mle(prefs: list[float], output_lens: list[int], baseline_lens: list[int])
     predictions, a different quantity). Newton's method with a tiny ridge (1e-6) that only matters when the data
     are separable."""
     p = np.asarray(prefs, dtype=float)
-    delta = np.asarray(baseline_lens, dtype=float) - np.asarray(output_lens, dtype=float)
-    sd = delta.std(ddof=1) if len(delta) > 1 else 0.0
-    x = np.stack([np.tanh(delta / sd) if sd > 0 else np.zeros_like(delta), np.ones_like(delta)], 1)
+    feature = length_feature(output_lens, baseline_lens)
+    x = np.stack([np.zeros_like(p) if feature is None else feature, np.ones_like(p)], 1)
     w = np.zeros(2)
     ridge = 1e-6 * np.eye(2)
     for _ in range(100):
