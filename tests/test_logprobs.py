@@ -28,3 +28,26 @@ def test_bf16_logits_are_read_in_fp32():
     out = token_logprobs(logits, ids, chunk=16)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, plain(logits, ids), atol=1e-5, rtol=0)
+
+
+def test_sequence_logprobs_reads_logits_only_where_replies_are_predicted():
+    """Keeping only the logits from the earliest reply token on gives the full forward pass's sums and gradients."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from selm.models.logprobs import pack, sequence_logprobs
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))  # fmt: skip
+    prompts, replies = [[5, 6, 7, 8, 9], [11, 12], [3, 4, 5, 6]], [[20, 21, 22], [30, 31, 32, 33, 34], [40]]
+    ids, attn, resp = pack(prompts, replies, pad_id=0)
+
+    def full():
+        logits = model(input_ids=ids, attention_mask=attn).logits
+        return (plain(logits, ids) * resp[:, 1:]).sum(-1)
+
+    ours, theirs = sequence_logprobs(model, ids, attn, resp), full()
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    grads = [torch.autograd.grad(f.sum(), model.parameters()) for f in (ours, theirs)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

@@ -38,9 +38,13 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, chunk: int = 1
 
 
 def sequence_logprobs(model, input_ids, attention_mask, response_mask) -> torch.Tensor:
-    """Σ over response tokens of log π(y_t | ·) for each row: [B]."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    return (token_logprobs(logits, input_ids) * response_mask[:, 1:]).sum(-1)
+    """Σ over response tokens of log π(y_t | ·) for each row: [B].
+
+    The LM head runs only from the position before the batch's earliest response token: the prompt positions'
+    logits are never needed, and over a 49k-token vocabulary they cost a sizeable share of the forward pass."""
+    start = max(1, int(response_mask.argmax(-1).min()))  # first response position of any row (a prompt is ≥ 1 token)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=input_ids.shape[1] - start + 1)
+    return (token_logprobs(logits.logits, input_ids[:, start - 1 :]) * response_mask[:, start:]).sum(-1)
 
 
 @torch.no_grad()
