@@ -1,5 +1,6 @@
 """The chunked gather of token log-probs equals the plain log-softmax computation, values and gradients."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -49,5 +50,29 @@ def test_sequence_logprobs_reads_logits_only_where_replies_are_predicted():
     ours, theirs = sequence_logprobs(model, ids, attn, resp), full()
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
     grads = [torch.autograd.grad(f.sum(), model.parameters()) for f in (ours, theirs)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_shared_prompt_scores_each_reply_as_if_it_followed_the_prompt_alone(attention):
+    """pack_shared + shared_prompt_logprobs (prompt once, K replies behind it) equal K separate forward passes:
+    values and gradients, with prompts and replies of different lengths, one-token and empty replies."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from selm.models.logprobs import pack, pack_shared, sequence_logprobs, shared_prompt_logprobs
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)  # fmt: skip
+    config._attn_implementation = attention
+    model = LlamaForCausalLM(config)
+    prompts = [[5, 6, 7, 8, 9], [11, 12], [3, 4, 5, 6, 7, 8, 9, 10]]
+    replies = [[[20, 21, 22], [30, 31, 32, 33, 34], [40]], [[23], [35, 36], [41, 42, 43, 44]], [[24, 25], [], [45]]]
+    ours = shared_prompt_logprobs(model, *pack_shared(prompts, replies, pad_id=0))
+    separate = torch.stack([sequence_logprobs(model, *pack(prompts, r, pad_id=0)) for r in replies])
+    assert ours.shape == (3, 3) and ours[2, 1] == 0  # the empty reply: nothing to score
+    torch.testing.assert_close(ours, separate, atol=1e-5, rtol=0)
+    grads = [torch.autograd.grad(f.sum(), model.parameters()) for f in (ours, separate)]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

@@ -61,3 +61,69 @@ def batched_sequence_logprobs(model, prompts, responses, pad_id: int, batch_size
         batch = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id)
         out[idx] = sequence_logprobs(model, *batch).cpu()
     return out
+
+
+def pack_shared(prompts: Sequence[Sequence[int]], replies: Sequence[Sequence[Sequence[int]]], pad_id: int):
+    """One row per prompt holding the prompt once, then each of its K replies: ``[x | y_1 | … | y_K | pad]``.
+
+    ``replies[k][i]`` is reply k of prompt i. Every reply attends to its prompt and causally to itself only, and its
+    position ids continue from the prompt's end, so it is scored exactly as if it followed the prompt alone — for
+    |x| + Σ_k |y_k| tokens instead of K·|x| + Σ_k |y_k| (a preference pair shares its prompt; SELM's y0 too).
+
+    Returns ``input_ids`` and ``position_ids`` [B, T], ``allowed`` [B, 1, T, T] (True: the query may attend to the
+    key), and for the reply tokens, [K, B, L]: the position whose logits predict each token, the token, a mask.
+    """
+    K, B = len(replies), len(prompts)
+    rows = [list(p) + [t for k in range(K) for t in replies[k][i]] for i, p in enumerate(prompts)]
+    T, L = max(map(len, rows)), max(1, max(len(replies[k][i]) for k in range(K) for i in range(B)))
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    positions = torch.zeros((B, T), dtype=torch.long)
+    segment = torch.full((B, T), -1, dtype=torch.long)  # -1 padding, 0 prompt, k + 1 reply k
+    pred, targets, mask = (torch.zeros((K, B, L), dtype=torch.long) for _ in range(3))
+    for i, p in enumerate(prompts):
+        P = len(p)
+        ids[i, : len(rows[i])] = torch.tensor(rows[i])
+        positions[i, :P], segment[i, :P] = torch.arange(P), 0
+        start = P
+        for k in range(K):
+            y = replies[k][i]
+            n = len(y)
+            positions[i, start : start + n], segment[i, start : start + n] = torch.arange(P, P + n), k + 1
+            # token j of reply k is predicted by the prompt's last position (j = 0), else by the reply's own j − 1
+            pred[k, i, :n] = torch.tensor([P - 1] + list(range(start, start + n - 1)))[:n]
+            targets[k, i, :n], mask[k, i, :n] = torch.tensor(y, dtype=torch.long), 1
+            start += n
+    causal = torch.ones((T, T), dtype=torch.bool).tril()
+    key, query = segment[:, None, :], segment[:, :, None]
+    allowed = causal & (key >= 0) & ((key == 0) | (key == query))
+    allowed |= torch.eye(T, dtype=torch.bool)  # padding attends to itself: no all-masked row, no NaN
+    return ids, positions, allowed[:, None], pred, targets, mask
+
+
+def shared_prompt_logprobs(model, input_ids, position_ids, allowed, pred, targets, mask, chunk: int = 128):
+    """Σ over reply tokens of log π(y_t | x, y_<t) for each reply of a ``pack_shared`` batch: [K, B].
+
+    The LM head runs only from the earliest predicting position on; logsumexp is taken ``chunk`` positions at a
+    time in fp32 and only the needed token's logit is read."""
+    start = int(pred[mask.bool()].min()) if mask.any() else input_ids.shape[1] - 1
+    logits = model(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        attention_mask=_attention_mask(model, allowed),
+        logits_to_keep=input_ids.shape[1] - start,
+    ).logits
+    chunks = range(0, logits.shape[1], chunk)
+    lse = torch.cat([torch.logsumexp(logits[:, s : s + chunk].float(), -1) for s in chunks], 1)
+    at = (pred - start).clamp(min=0)
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)[None, :, None].expand_as(at)
+    return ((logits[rows, at, targets].float() - lse[rows, at]) * mask).sum(-1)
+
+
+def _attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
+    """The boolean mask as the model's attention takes a custom 4D mask: SDPA reads booleans, eager attention adds
+    the mask to its scores (0 where allowed, the dtype's minimum elsewhere)."""
+    while hasattr(model, "module"):  # DDP and DeepSpeed wrap the model (DeepSpeed's own .config is a dict)
+        model = model.module
+    if model.config._attn_implementation == "eager":
+        return torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min).to(allowed.device)
+    return allowed

@@ -2,7 +2,8 @@
 
 The reference of round k is the policy at the start of round k, so its log-probs are computed **once**, with the
 same weights, before the first update: no second model in memory and no reference forward pass per step.
-Each step packs chosen, rejected (and for SELM the greedy y0) replies into one forward pass.
+Each step packs chosen, rejected (and for SELM the greedy y0) replies into one forward pass, behind one copy of
+their shared prompt (``selm.models.logprobs.pack_shared``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from selm.algorithms.losses import LOSSES, NEEDS_GREEDY, Logps
 from selm.config import Train
 from selm.models.checkpoint import atomic_save_pretrained
-from selm.models.logprobs import batched_sequence_logprobs, pack, sequence_logprobs
+from selm.models.logprobs import pack_shared, shared_prompt_logprobs
 from selm.progress import progress
 from selm.records import PreferencePair
 
@@ -61,15 +62,29 @@ def truncate(pair: PreferencePair, max_length: int, max_prompt_length: int) -> P
     )
 
 
-def reference_logps(model, pairs: Sequence[PreferencePair], pad_id: int, batch_size: int = 64) -> ReferenceLogps:
-    """log πref of chosen, rejected and greedy replies, computed once per round (no gradients)."""
-    prompts = [p.prompt_ids for p in pairs]
-    return ReferenceLogps(
-        *(
-            batched_sequence_logprobs(model, prompts, [getattr(p, f"{kind}_ids") for p in pairs], pad_id, batch_size)
-            for kind in ("chosen", "rejected", "greedy")
-        )
-    )
+KINDS = ("chosen", "rejected", "greedy")
+
+
+def packed_pairs(pairs: Sequence[PreferencePair], kinds: Sequence[str], pad_id: int):
+    """A ``pack_shared`` batch: each pair's prompt once, its ``kinds`` replies behind it."""
+    return pack_shared([p.prompt_ids for p in pairs], [[getattr(p, f"{k}_ids") for p in pairs] for k in kinds], pad_id)
+
+
+@torch.no_grad()
+def reference_logps(model, pairs: Sequence[PreferencePair], pad_id: int, batch_size: int = 16) -> ReferenceLogps:
+    """log πref of chosen, rejected and greedy replies, computed once per round (no gradients); pairs in order of
+    length, so a batch pads only to its own longest."""
+    order = sorted(range(len(pairs)), key=lambda i: sum(len(x) for x in (pairs[i].prompt_ids, *_replies(pairs[i]))))
+    out = torch.empty((len(KINDS), len(pairs)))
+    model.eval()
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        out[:, idx] = shared_prompt_logprobs(model, *packed_pairs([pairs[i] for i in idx], KINDS, pad_id)).cpu()
+    return ReferenceLogps(*out)
+
+
+def _replies(pair: PreferencePair) -> tuple[list[int], ...]:
+    return tuple(getattr(pair, f"{k}_ids") for k in KINDS)
 
 
 @dataclass
@@ -118,7 +133,7 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
     from transformers import get_cosine_schedule_with_warmup
 
     pad_id = tokenizer.pad_token_id
-    kinds = ("chosen", "rejected", "greedy") if cfg.loss in NEEDS_GREEDY else ("chosen", "rejected")
+    kinds = KINDS if cfg.loss in NEEDS_GREEDY else KINDS[:2]
     pairs = [truncate(p, cfg.max_length, cfg.max_prompt_length) for p in pairs]
     ref = reference_logps(model, pairs, pad_id)
 
@@ -164,11 +179,9 @@ def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
         for idx in run.loader:
             idx = idx.tolist()
             with acc.accumulate(model):
-                prompts = [run.pairs[i].prompt_ids for i in idx] * len(run.kinds)
-                replies = [getattr(run.pairs[i], f"{k}_ids") for k in run.kinds for i in idx]
-                batch = [t.to(acc.device) for t in pack(prompts, replies, run.pad_id)]
+                batch = [t.to(acc.device) for t in packed_pairs([run.pairs[i] for i in idx], run.kinds, run.pad_id)]
                 with autocast:
-                    policy = Logps(*sequence_logprobs(model, *batch).split(len(idx)))
+                    policy = Logps(*shared_prompt_logprobs(model, *batch))
                 ref = Logps(*(getattr(run.ref, k)[idx].to(acc.device) for k in run.kinds))
                 losses, rw, rl = loss_fn(policy, ref, cfg.beta, cfg.alpha)
                 loss = losses.mean()
