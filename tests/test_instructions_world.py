@@ -76,6 +76,21 @@ def test_the_world_scores_every_objective_of_a_constrained_prompt():
     assert world.good_on_all(scores)
 
 
+def test_the_default_weights_rank_a_reply_that_meets_one_more_constraint_first():
+    """Following decides: a reply that meets one more of the prompt's constraints outranks one that is on topic
+    (the dataset's own answer) and shorter but meets fewer — the first real run's pairs were decided the other way."""
+    world = instructions.InstructionsWorld()
+    prompt = constrained(("punctuation:no_comma", {}), ("change_case:english_lowercase", {}))
+    prompt.meta["chosen"] = "Apples grow on trees, and they taste sweet."
+    follows = " ".join(["the weather today is grey and cold and the buses run late in the rain"] * 4)  # 60 words
+    on_topic = "Apples grow on trees and they taste sweet."  # the dataset's answer without its comma: 1 of 2
+    scores = world.score([prompt, prompt], [follows, on_topic])
+    reward = [sum(w * s[k] for k, w in world.default_weights.items()) for s in scores]
+    assert [s["following_strict"] for s in scores] == [1.0, 0.5]
+    assert scores[0]["quality"] < scores[1]["quality"] and scores[0]["brevity"] < scores[1]["brevity"]
+    assert reward[0] > reward[1]
+
+
 def test_drawn_constraints_are_seeded_and_respect_the_conflict_table():
     from lm_eval.tasks.ifeval import instructions_registry as registry
 
