@@ -3,7 +3,8 @@
     python benchmarks/flow_timings.py [SELMFlow run id]     # run in the folder that holds .metaflow
 
 "step" is the Metaflow task's wall time (process start, imports, artifacts, MLflow, card included); "work" is
-the time of the stage function itself (``time_<stage>_s``); the difference is orchestration overhead.
+the time of the stage function itself (``time_<stage>_s``; evaluate includes the diagnostics); the difference
+is orchestration overhead.
 """
 
 import sys
@@ -21,17 +22,15 @@ def main(argv: list[str]) -> None:
     run = Run(f"SELMFlow/{argv[0]}") if argv else Flow("SELMFlow").latest_successful_run
     total = (run["end"].task.finished_at - run.created_at).total_seconds()
     print(f"{run.pathspec}: {total:.0f} s in all")
-    t = run["start"].task.data.timings
-    print(
-        f"  start: {task_seconds(run['start']):6.1f} s  (initial policy {t['time_initial_policy_s']:.1f} s,"
-        f" round-0 evaluation {t['time_evaluate_s']:.1f} s)"
-    )
+    t = run["start"].task.data.timings  # the initial policy's time; round 0's evaluation is the rest of the step
+    print(f"  start: {task_seconds(run['start']):6.1f} s  (initial policy {t['time_initial_policy_s']:.1f} s)")
     for pathspec in run["end"].task.data.round_runs:
         child = Run(pathspec)
         metrics = child["end"].task.data.metrics
         rows = []
-        for step in ("start", "sample", "judge", "select", "train", "evaluate", "end"):
-            work = metrics.get(f"time_{step}_s")
+        for step in ("start", "sample", "select", "judge", "train", "evaluate", "end"):
+            work = metrics.get(f"time_{step}_s", 0)
+            work += metrics.get("time_diagnostics_s", 0) if step == "evaluate" else 0
             rows.append(f"{step} {task_seconds(child[step]):.1f}" + (f" (work {work:.1f})" if work else ""))
         wall = (child["end"].task.finished_at - child.created_at).total_seconds()
         print(f"  round {metrics['round']}: {wall:6.1f} s  " + " · ".join(rows))
