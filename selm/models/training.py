@@ -74,17 +74,13 @@ def packed_pairs(pairs: Sequence[PreferencePair], kinds: Sequence[str], pad_id: 
 def reference_logps(model, pairs: Sequence[PreferencePair], pad_id: int, batch_size: int = 16) -> ReferenceLogps:
     """log πref of chosen, rejected and greedy replies, computed once per round (no gradients); pairs in order of
     length, so a batch pads only to its own longest."""
-    order = sorted(range(len(pairs)), key=lambda i: sum(len(x) for x in (pairs[i].prompt_ids, *_replies(pairs[i]))))
+    order = sorted(range(len(pairs)), key=lambda i: sum(len(getattr(pairs[i], f"{k}_ids")) for k in ("prompt", *KINDS)))
     out = torch.empty((len(KINDS), len(pairs)))
     model.eval()
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         out[:, idx] = shared_prompt_logprobs(model, *packed_pairs([pairs[i] for i in idx], KINDS, pad_id)).cpu()
     return ReferenceLogps(*out)
-
-
-def _replies(pair: PreferencePair) -> tuple[list[int], ...]:
-    return tuple(getattr(pair, f"{k}_ids") for k in KINDS)
 
 
 @dataclass
