@@ -125,7 +125,7 @@ def prepare(args, path: str, workdir: Path) -> tuple[Path, float]:
     ids = {k: list(ds[f"{k}_ids"]) for k in ("prompt", "chosen", "rejected")}
     pairs = [PreferencePair(str(i), p, c, r, r, "", "", 1.0, 0.0, 1, "bench", "bench")
              for i, (p, c, r) in enumerate(zip(ids["prompt"], ids["chosen"], ids["rejected"]))]  # fmt: skip
-    ours = reference_logps(model, pairs, tokenizer.pad_token_id)
+    ours = reference_logps(model, pairs, tokenizer.pad_token_id, ("chosen", "rejected"))
     theirs = {k: torch.tensor(list(ds[f"ref_{k}_logps"])) for k in ("chosen", "rejected")}
     diff = max((getattr(ours, k) - theirs[k]).abs().max().item() for k in theirs)
     spec = workdir / "spec.json"

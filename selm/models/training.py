@@ -32,7 +32,7 @@ class NonFiniteLossError(FloatingPointError):
 class ReferenceLogps:
     chosen: torch.Tensor
     rejected: torch.Tensor
-    greedy: torch.Tensor
+    greedy: torch.Tensor | None = None  # only for the losses that read y0
 
 
 @dataclass
@@ -71,15 +71,17 @@ def packed_pairs(pairs: Sequence[PreferencePair], kinds: Sequence[str], pad_id: 
 
 
 @torch.no_grad()
-def reference_logps(model, pairs: Sequence[PreferencePair], pad_id: int, batch_size: int = 16) -> ReferenceLogps:
-    """log πref of chosen, rejected and greedy replies, computed once per round (no gradients); pairs in order of
-    length, so a batch pads only to its own longest."""
-    order = sorted(range(len(pairs)), key=lambda i: sum(len(getattr(pairs[i], f"{k}_ids")) for k in ("prompt", *KINDS)))
-    out = torch.empty((len(KINDS), len(pairs)))
+def reference_logps(
+    model, pairs: Sequence[PreferencePair], pad_id: int, kinds: Sequence[str] = KINDS, batch_size: int = 16
+) -> ReferenceLogps:
+    """log πref of the ``kinds`` replies (chosen, rejected, and greedy for SELM), computed once per round (no
+    gradients); pairs in order of length, so a batch pads only to its own longest."""
+    order = sorted(range(len(pairs)), key=lambda i: sum(len(getattr(pairs[i], f"{k}_ids")) for k in ("prompt", *kinds)))
+    out = torch.empty((len(kinds), len(pairs)))
     model.eval()
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        out[:, idx] = shared_prompt_logprobs(model, *packed_pairs([pairs[i] for i in idx], KINDS, pad_id)).cpu()
+        out[:, idx] = shared_prompt_logprobs(model, *packed_pairs([pairs[i] for i in idx], kinds, pad_id)).cpu()
     return ReferenceLogps(*out)
 
 
@@ -131,7 +133,7 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
     pad_id = tokenizer.pad_token_id
     kinds = KINDS if cfg.loss in NEEDS_GREEDY else KINDS[:2]
     pairs = [truncate(p, cfg.max_length, cfg.max_prompt_length) for p in pairs]
-    ref = reference_logps(model, pairs, pad_id)
+    ref = reference_logps(model, pairs, pad_id, kinds)
 
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
