@@ -44,3 +44,24 @@ def test_replies_end_with_the_end_of_turn_token_or_hit_the_limit(tiny_policy):
         assert tok.eos_token_id not in c.token_ids[:-1]
         assert len(c.token_logprobs) == len(c.token_ids)
         assert "<|" not in c.text
+
+
+def test_sampling_dtype_loads_the_weights_in_that_precision_and_reports_that_models_logprobs(tmp_path):
+    """``sampling.dtype = "bfloat16"``: the sampler's policy is the bf16 model, and the log-probs it records are
+    that model's (teacher-forced in bf16), not the fp32 model's."""
+    from selm.config import load_recipe
+    from selm.models.loading import load_policy
+    from selm.pipeline.policy import sampler
+    from selm.worlds.tiny.policy import tiny_policy_path
+
+    path = tiny_policy_path()
+    recipe = load_recipe(None, ["sampling.dtype=bfloat16"])
+    draw = sampler(recipe, path, 64, "sft")
+    assert draw.model.dtype == torch.bfloat16
+    assert sampler(load_recipe(None, []), path, 64, "sft").model.dtype == torch.float32  # "auto" on HF
+    prompts = tiny.prompts("train", 8, seed=6)
+    comps = draw.sample(prompts, n=2, max_new_tokens=12, seed=0)
+    model, tok = load_policy(path, dtype=torch.bfloat16)
+    ids = [encode_prompt(tok, p.text) for p in prompts for _ in range(2)]
+    recomputed = batched_sequence_logprobs(model, ids, [c.token_ids for c in comps], tok.pad_token_id)
+    torch.testing.assert_close(torch.tensor([c.logprob for c in comps]), recomputed, atol=0.15, rtol=0.02)

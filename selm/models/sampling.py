@@ -206,13 +206,14 @@ class VLLMSampler(Sampler):
         ]
 
 
-def make_sampler(backend: str, path: str | Path, batch_size: int, policy: str):
-    """The sampler of ``sampling.backend``: "hf", "vllm", or "auto" = vLLM when a GPU and vllm are present."""
+def make_sampler(backend: str, path: str | Path, batch_size: int, policy: str, dtype: str = "auto"):
+    """The sampler of ``sampling.backend``: "hf", "vllm", or "auto" = vLLM when a GPU and vllm are present; the
+    weights in ``dtype`` ("auto": fp32 on HF, the checkpoint's own on vLLM)."""
     if backend == "auto":
         import importlib.util
 
         backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
     if backend == "vllm":
-        return VLLMSampler(path, batch_size, policy)
-    model, tokenizer = load_policy(path)
+        return VLLMSampler(path, batch_size, policy, dtype=dtype)
+    model, tokenizer = load_policy(path, dtype=None if dtype == "auto" else getattr(torch, dtype))
     return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy)

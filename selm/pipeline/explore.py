@@ -77,9 +77,10 @@ def heldout_diagnostics(
     round: int,
 ) -> dict[str, float]:
     """KL to the reference, the reference's greedy reply y0 under both models, and the new replies' win share over
-    y0, on the held-out prompts: one greedy pass of the reference, and scoring passes of y0 under both models and of
-    the held-out replies under the reference (their log-probs under πθ are the sampler's own: at temperature 1, with
-    neither top-k nor top-p, the distribution sampled from is πθ)."""
+    y0, on the held-out prompts: one greedy pass of the reference, and one fp32 scoring pass of y0 and the held-out
+    replies under each model. (At temperature 1, with neither top-k nor top-p, the replies are draws from πθ; they
+    are re-scored rather than taken from the sampler so that both sides of the log-ratio come from the same
+    precision — the sampler may run in bf16, ``sampling.dtype``.)"""
     from selm.models.chat import encode_prompt
     from selm.models.loading import load_policy
     from selm.models.logprobs import batched_sequence_logprobs
@@ -94,19 +95,17 @@ def heldout_diagnostics(
     y0_rewards = [j.reward for j in judge_completions(prompts, y0, recipe)]
     prompt_ids = [encode_prompt(draw.tokenizer, p.text) for p in prompts]
     kl = recipe.eval.temperature == 1.0  # otherwise the held-out replies are not draws from πθ
-    scored = {"policy": [c.token_ids for c in y0], "reference": [c.token_ids for c in y0]}
-    if kl:
-        scored["reference"] += [c.token_ids for c in completions]
+    scored = [c.token_ids for c in y0] + ([c.token_ids for c in completions] if kl else [])
+    ids = prompt_ids * (len(scored) // len(prompt_ids))
     logps = {}
     for name, path in (("policy", policy_path), ("reference", reference_path)):
         model, tok = load_policy(path)
-        ids = prompt_ids * (len(scored[name]) // len(prompt_ids))
-        logps[name] = batched_sequence_logprobs(model, ids, scored[name], tok.pad_token_id).tolist()
+        logps[name] = batched_sequence_logprobs(model, ids, scored, tok.pad_token_id).tolist()
     n = len(prompts)
-    ratio = exploration.mean_log_ratio(logps["policy"], logps["reference"][:n])
+    ratio = exploration.mean_log_ratio(logps["policy"][:n], logps["reference"][:n])
     out = dict(zip(("explore_y0_log_ratio", "explore_y0_log_ratio_se"), ratio))
     if kl:
-        kl_estimate = exploration.mean_log_ratio([c.logprob for c in completions], logps["reference"][n:])
+        kl_estimate = exploration.mean_log_ratio(logps["policy"][n:], logps["reference"][n:])
         out |= dict(zip(("explore_kl", "explore_kl_se"), kl_estimate))
     out["explore_win_over_y0"] = exploration.win_share([j.reward for j in judgments], y0_rewards)
     return out

@@ -21,4 +21,4 @@ def sampler(recipe: Recipe, policy_path: str, batch_size: int, policy_name: str)
     """The recipe's sampling backend on the policy at ``policy_path`` (``policy_name`` labels its replies)."""
     from selm.models.sampling import make_sampler
 
-    return make_sampler(recipe.sampling.backend, policy_path, batch_size, policy_name)
+    return make_sampler(recipe.sampling.backend, policy_path, batch_size, policy_name, recipe.sampling.dtype)
