@@ -72,8 +72,8 @@ class World(Section):
     heldout_file: str = ""  # the instructions world's held-out prompts (a file disjoint from prompts_file)
     train_prompts_per_round: int = Field(512, ge=1)  # a disjoint slice of the prompts each round
     heldout_prompts: int = Field(600, ge=1)  # the held-out reward's prompts, in worlds that have a held-out set
-    #: prompts longer than this many words are left out of both files (prompts and instructions worlds); 0 = keep
-    #: all. On a CPU the prompt's tokens dominate sampling and training cost (a batch pads to its longest prompt)
+    #: prompts of more words (``selm.data.word_count``) are left out of both files (prompts and instructions
+    #: worlds); 0 = keep all. On a CPU the prompt's tokens dominate sampling and training cost
     max_prompt_words: int = Field(0, ge=0)
 
 

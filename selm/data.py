@@ -8,6 +8,7 @@ explicit path when given, else from the data dir, else from its official public 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from selm.cache import cache_dir
@@ -65,7 +66,7 @@ def load_prompt_file(path: str, max_words: int = 0) -> list:
     """Prompts with a dataset preference pair from a JSONL file of {prompt, chosen, rejected} (UltraFeedback-binarized
     style; chosen/rejected may also be chat message lists, whose last assistant turn is taken). ``path`` is a file or
     relative to the data dir. Ids are content hashes, so the same prompt has the same id in every file. With
-    ``max_words`` > 0, prompts of more words are left out."""
+    ``max_words`` > 0, prompts of more words (``word_count``) are left out."""
     import hashlib
     import json
 
@@ -85,9 +86,22 @@ def load_prompt_file(path: str, max_words: int = 0) -> list:
             pair = {k: _reply_text(r[k]) for k in ("chosen", "rejected") if k in r}
         except (json.JSONDecodeError, KeyError, TypeError, IndexError) as e:
             raise ValueError(f"{file}:{lineno}: not a {{prompt, chosen, rejected}} record: {e!r}") from None
-        if not max_words or len(text.split()) <= max_words:
+        if not max_words or word_count(text) <= max_words:
             out.append(Prompt(hashlib.sha256(text.encode()).hexdigest()[:16], text, pair))
     return out
+
+
+# Chinese, Japanese and Korean script: written without spaces between words
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_WORD = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+
+
+def word_count(text: str) -> int:
+    """A prompt's length in words, as the cost filter ``max_words`` reads it: each run of non-space characters is a
+    word, but one of more than 12 characters (a URL, code, a DNA string) counts one word per 12, and each CJK
+    character counts on its own — a Chinese paragraph or a 5,000-letter sequence is one whitespace "word" yet
+    hundreds of tokens."""
+    return sum(-(-len(w) // 12) for w in _WORD.findall(text))  # ⌈len / 12⌉
 
 
 def _reply_text(reply) -> str:

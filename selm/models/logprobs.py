@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from selm.models.batching import length_batches
+
 
 def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int):
     """Right-pad prompt+response sequences to the longest in the batch.
@@ -51,13 +53,11 @@ def sequence_logprobs(model, input_ids, attention_mask, response_mask) -> torch.
 def batched_sequence_logprobs(model, prompts, responses, pad_id: int, batch_size: int = 64) -> torch.Tensor:
     """Sequence log-probs of many (prompt, response) pairs without gradients.
 
-    Sequences are processed in order of length so each batch pads only to its own longest member.
+    Sequences go in batches of similar length (``length_batches``), so each pads only a little.
     """
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
     out = torch.empty(len(prompts))
     model.eval()
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in length_batches([len(p) + len(r) for p, r in zip(prompts, responses)], batch_size):
         batch = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id)
         out[idx] = sequence_logprobs(model, *batch).cpu()
     return out

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from selm.models.batching import length_batches
 from selm.models.chat import encode_prompt
 from selm.models.loading import load_policy
 from selm.progress import progress
@@ -62,7 +63,8 @@ class Sampler:
 
 
 class HFSampler(Sampler):
-    """Batched sampling with ``model.generate``; prompts are sorted by length so a batch pads only a little."""
+    """Batched sampling with ``model.generate``; prompts in batches of similar length (``length_batches``), so a
+    batch pads only a little."""
 
     def __init__(self, model, tokenizer, batch_size: int = 256, policy: str = "policy"):
         self.model, self.tokenizer, self.batch_size, self.policy = model, tokenizer, batch_size, policy
@@ -96,12 +98,9 @@ class HFSampler(Sampler):
             encoded, getattr(self.model.config, "max_position_embeddings", None), max_new_tokens
         )
         self.truncated += cut
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        per_batch = max(1, self.batch_size // n)
         results: list[list[Completion]] = [[] for _ in encoded]
         bar = progress(total=len(encoded) * n, desc=desc, unit="reply")
-        for start in range(0, len(order), per_batch):
-            idx = order[start : start + per_batch]
+        for idx in length_batches([len(x) for x in encoded], self.batch_size, n):
             rows = [i for i in idx for _ in range(n)]  # generate returns the n replies of a prompt adjacent
             generated = self._generate([encoded[i] for i in idx], n, temperature, max_new_tokens, greedy)
             for i, (ids, logprobs) in zip(rows, generated, strict=True):

@@ -18,6 +18,7 @@ import torch
 
 from selm.algorithms.losses import LOSSES, NEEDS_GREEDY, Logps
 from selm.config import Train
+from selm.models.batching import length_batches
 from selm.models.checkpoint import atomic_save_pretrained
 from selm.models.logprobs import pack_shared, shared_prompt_logprobs
 from selm.progress import progress
@@ -75,12 +76,11 @@ def reference_logps(
     model, pairs: Sequence[PreferencePair], pad_id: int, kinds: Sequence[str] = KINDS, batch_size: int = 16
 ) -> ReferenceLogps:
     """log πref of the ``kinds`` replies (chosen, rejected, and greedy for SELM), computed once per round (no
-    gradients); pairs in order of length, so a batch pads only to its own longest."""
-    order = sorted(range(len(pairs)), key=lambda i: sum(len(getattr(pairs[i], f"{k}_ids")) for k in ("prompt", *kinds)))
+    gradients); pairs in batches of similar length (``length_batches``), so a batch pads only a little."""
+    lengths = [sum(len(getattr(p, f"{k}_ids")) for k in ("prompt", *kinds)) for p in pairs]
     out = torch.empty((len(kinds), len(pairs)))
     model.eval()
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in length_batches(lengths, batch_size):
         out[:, idx] = shared_prompt_logprobs(model, *packed_pairs([pairs[i] for i in idx], kinds, pad_id)).cpu()
     return ReferenceLogps(*out)
 
