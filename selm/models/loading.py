@@ -27,7 +27,7 @@ PACKAGED_GGUF = {
 
 def load_policy(path: str | Path, dtype=None):
     """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub); fp32 unless
-    ``dtype`` says otherwise."""
+    ``dtype`` (a torch dtype or its name, e.g. "bfloat16") says otherwise."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -36,6 +36,7 @@ def load_policy(path: str | Path, dtype=None):
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     model.eval()
     return model, tokenizer

@@ -214,5 +214,5 @@ def make_sampler(backend: str, path: str | Path, batch_size: int, policy: str, d
         backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
     if backend == "vllm":
         return VLLMSampler(path, batch_size, policy, dtype=dtype)
-    model, tokenizer = load_policy(path, dtype=None if dtype == "auto" else getattr(torch, dtype))
+    model, tokenizer = load_policy(path, dtype=None if dtype == "auto" else dtype)
     return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy)

@@ -103,14 +103,12 @@ def lm_eval_metrics(policy_path: str, recipe: Recipe) -> tuple[dict[str, float],
     and each document's scores ({lm_eval_<task>_<metric>: {doc_id: value}})."""
     import tempfile
 
-    import torch
-
     from selm.benchmarks.lm_eval_suite import evaluate as lm_evaluate
     from selm.benchmarks.lm_eval_suite import per_document
     from selm.models.loading import load_policy
 
     c = recipe.eval.lm_eval
-    model, tokenizer = load_policy(policy_path, dtype=getattr(torch, c.dtype))
+    model, tokenizer = load_policy(policy_path, dtype=c.dtype)
     with tempfile.TemporaryDirectory(prefix="selm-lm-eval-") as work:
         metrics, results = lm_evaluate(
             model, tokenizer, c.tasks, c.limit, work, c.batch_size, c.apply_chat_template, c.max_gen_toks
