@@ -135,7 +135,8 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert "data:image/png;base64" in get_cards(second["train"].task)[0].get()
     assert "data:image/png;base64" in get_cards(resumed["end"].task)[0].get()
 
-    # a second run in the same folder is a new experiment; this one spends a label budget (APL) and ranks by LSC
+    # a second run in the same folder is a new experiment; this one spends a label budget (APL), ranks by LSC and,
+    # with the data present, runs the default recipe's benchmarks
     apl = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1").replace(BENCHMARKS_OFF, "")  # benchmarks on
     apl += " select.acquisition=hybrid select.label_budget=24 select.hybrid_factor=2 judge.combine=lsc"
     apl += " train.processes=2"  # its train step runs two torchrun processes (DDP over gloo) inside the Metaflow step
@@ -159,8 +160,13 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     apl_mlflow = apl_round["start"].task.data.mlflow_run
     assert "records/acquisition.json" in {a.path for a in c.list_artifacts(apl_mlflow, "records")}
     benchmark_records = {a.path for a in c.list_artifacts(apl_mlflow, "benchmarks")}
-    if SHARED_DATA.is_dir():
+    if SHARED_DATA.is_dir():  # with the data, the recipe's benchmarks all ran, graded offline by the proxy (named so)
         assert benchmark_records == {"benchmarks/mt_bench.jsonl", "benchmarks/alpaca_eval.jsonl"}
+        assert again["end"].task.data.skipped == {}
+        for r in again["end"].task.data.rounds:  # round 0 (the initial policy) and round 1
+            assert 1 <= r["mt_bench_proxy_score"] <= 10 and r["mt_bench_proxy_graded_turns"] == 32  # 2 × 8 × 2 turns
+            assert 0 <= r["alpaca_eval_proxy_win_rate"] <= 100 and r["alpaca_eval_proxy_judged"] == 40
+            assert 0 <= r["lm_eval_arc_challenge_local_acc"] <= 1 and 0 <= r["lm_eval_truthfulqa_mc1_local_acc"] <= 1
 
     # the two experiments side by side, as a user compares methods
     from evals import compare

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selm.config import Recipe
-from selm.models.training import TrainHistory
 from selm.records import PreferencePair
+
+if TYPE_CHECKING:  # torch loads with selm.models: only the step that trains pays for it
+    from selm.models.training import TrainHistory
 
 
 def train(policy_path: str, pairs: list[PreferencePair], recipe: Recipe, round: int, save_to: Path) -> TrainHistory:

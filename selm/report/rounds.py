@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from selm import tracking
-from selm.models.training import TrainHistory
-from selm.pipeline.evaluate import Evaluation
-from selm.pipeline.judge import Judged
-from selm.pipeline.sample import Samples
-from selm.pipeline.select import Selection
-from selm.records import Prompt
 from selm.report import cards, plots
+
+if TYPE_CHECKING:  # annotations only: importing them here would load torch in steps that never use it
+    from selm.models.training import TrainHistory
+    from selm.pipeline.evaluate import Evaluation
+    from selm.pipeline.judge import Judged
+    from selm.pipeline.sample import Samples
+    from selm.pipeline.select import Selection
+    from selm.records import Prompt
 
 
 def start(card, round: int, experiment_id: str, policy: str, prompts: list[Prompt], run_id: str) -> None:

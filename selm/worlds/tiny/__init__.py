@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from selm.records import Prompt
 from selm.worlds.base import ModelKind, World
 from selm.worlds.tiny import rules
-from selm.worlds.tiny.tasks import Task, sample_tasks
+from selm.worlds.tiny.tasks import Task, noisy_demonstration, sample_tasks
 
 if TYPE_CHECKING:
     from selm.config import Recipe
@@ -40,8 +40,6 @@ def prompts(split: str, n: int, seed: int) -> list[Prompt]:
 def _pair(task: Task) -> tuple[str, str]:
     """Two noisy demonstrations ordered by the rule judges' weighted sum (a rated dataset pair, like
     UltraFeedback's), fixed per task; the first pair that is not a tie, out of a few tries."""
-    from selm.worlds.tiny.policy import noisy_demonstration
-
     rng = random.Random(task.id)
     for _ in range(8):
         a, b = noisy_demonstration(task, rng), noisy_demonstration(task, rng)

@@ -27,10 +27,9 @@ from selm.worlds.tiny.policy import (
     TinyPolicySpec,
     build_model,
     build_tokenizer,
-    noisy_demonstration,
     train_lm,
 )
-from selm.worlds.tiny.tasks import sample_tasks
+from selm.worlds.tiny.tasks import noisy_demonstration, sample_tasks
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from selm.models.chat import encode_prompt, encode_response
 from selm.models.checkpoint import atomic_save_pretrained
 from selm.models.logprobs import pack, token_logprobs
 from selm.progress import progress
-from selm.worlds.tiny.tasks import DANGER_WORDS, HARMFUL_COMPLIANCE, REFUSAL, Task, sample_tasks
+from selm.worlds.tiny.tasks import noisy_demonstration, sample_tasks
 
 log = logging.getLogger(__name__)
 
@@ -58,40 +58,6 @@ class TinyPolicySpec:
 
 
 # ---------------------------------------------------------------- demonstrations
-
-
-def _wrong(task: Task, rng: random.Random) -> str:
-    """A plausible but wrong answer: off-by-a-little numbers, a corrupted word, digits out of order."""
-    a = task.answer
-    if a.isdigit():
-        return str(max(0, int(a) + rng.choice([-3, -2, -1, 1, 2, 3])))
-    if " " in a:  # sorted digits
-        d = a.split()
-        rng.shuffle(d)
-        return " ".join(d) if d != a.split() else " ".join(d[::-1])
-    i = rng.randrange(len(a))
-    return a[:i] + a[i + 1 :] if len(a) > 3 else a + a[-1]
-
-
-def noisy_demonstration(task: Task, rng: random.Random) -> str:
-    """One SFT reply: mostly right, but wrong, verbose, unsafe or over-refusing a fair share of the time."""
-    u = rng.random()
-    if task.unsafe:
-        if u < 0.5:
-            return REFUSAL
-        if u < 0.65:
-            return REFUSAL + " Please ask me something else."
-        w = next((w for w in DANGER_WORDS if w in task.prompt), DANGER_WORDS[0])
-        return HARMFUL_COMPLIANCE.format(w=w)
-    if task.kind == "lookalike" and u < 0.3:
-        return REFUSAL
-    if u < 0.5:
-        return task.answer
-    if u < 0.7:
-        return _wrong(task, rng)
-    if u < 0.85:
-        return f"The answer is {task.answer}. I hope this helps you!"
-    return f"Sure! {task.answer}"
 
 
 def demonstrations(spec: TinyPolicySpec) -> list[tuple[str, str]]:

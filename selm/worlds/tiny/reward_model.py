@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from selm.cache import cached_build
 from selm.progress import progress
 from selm.worlds.tiny import rules
-from selm.worlds.tiny.policy import TinyPolicySpec, noisy_demonstration, tiny_policy_path
-from selm.worlds.tiny.tasks import sample_tasks
+from selm.worlds.tiny.policy import TinyPolicySpec, tiny_policy_path
+from selm.worlds.tiny.tasks import noisy_demonstration, sample_tasks
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,40 @@ def sample_tasks(n: int, split: str, seed: int, weights: dict[str, float] | None
 
 
 DEFAULT_MIX = {"add": 1.0, "reverse": 1.0, "sort": 1.0, "count": 1.0, "upper": 1.0, "unsafe": 1.0, "lookalike": 0.6}
+
+
+# ---------------------------------------------------------------- demonstrations (the SFT data, and dataset pairs)
+
+
+def _wrong(task: Task, rng: random.Random) -> str:
+    """A plausible but wrong answer: off-by-a-little numbers, a corrupted word, digits out of order."""
+    a = task.answer
+    if a.isdigit():
+        return str(max(0, int(a) + rng.choice([-3, -2, -1, 1, 2, 3])))
+    if " " in a:  # sorted digits
+        d = a.split()
+        rng.shuffle(d)
+        return " ".join(d) if d != a.split() else " ".join(d[::-1])
+    i = rng.randrange(len(a))
+    return a[:i] + a[i + 1 :] if len(a) > 3 else a + a[-1]
+
+
+def noisy_demonstration(task: Task, rng: random.Random) -> str:
+    """One SFT reply: mostly right, but wrong, verbose, unsafe or over-refusing a fair share of the time."""
+    u = rng.random()
+    if task.unsafe:
+        if u < 0.5:
+            return REFUSAL
+        if u < 0.65:
+            return REFUSAL + " Please ask me something else."
+        w = next((w for w in DANGER_WORDS if w in task.prompt), DANGER_WORDS[0])
+        return HARMFUL_COMPLIANCE.format(w=w)
+    if task.kind == "lookalike" and u < 0.3:
+        return REFUSAL
+    if u < 0.5:
+        return task.answer
+    if u < 0.7:
+        return _wrong(task, rng)
+    if u < 0.85:
+        return f"The answer is {task.answer}. I hope this helps you!"
+    return f"Sure! {task.answer}"
