@@ -78,6 +78,26 @@ def test_bf16_and_gradient_checkpointing_train_and_save_a_usable_policy(tiny_pol
     assert saved.config.use_cache and not saved.is_gradient_checkpointing
 
 
+def test_bf16_reference_log_probs_come_from_the_training_precision(tiny_policy_dir, round_pairs):
+    """The reference pass runs under the same autocast as the training steps: its log-probs are the bf16 ones, not
+    the fp32 ones, so at step 0 (policy = reference) the loss is log 2 up to batch-shape rounding, not up to the
+    bf16-vs-fp32 gap."""
+    from selm.models.training import prepare, training_autocast
+
+    model, tok = load_policy(tiny_policy_dir)
+    cfg = load_recipe(None, ["train.precision=bf16", "train.loss=selm"]).train
+    fp32 = reference_logps(model, round_pairs, tok.pad_token_id)
+    with training_autocast(torch.device("cpu"), cfg):
+        bf16 = reference_logps(model, round_pairs, tok.pad_token_id)
+    run = prepare(model, tok, round_pairs, cfg, round=1, seed=0)
+    for k in ("chosen", "rejected", "greedy"):
+        assert torch.equal(getattr(run.ref, k), getattr(bf16, k)), k
+        assert not torch.allclose(getattr(run.ref, k), getattr(fp32, k), atol=1e-4), k  # the precisions do differ
+    model, tok = load_policy(tiny_policy_dir)
+    history = train_preferences(model, tok, round_pairs, cfg, round=1)
+    assert history.steps[0]["loss"] == pytest.approx(math.log(2), abs=2e-3)
+
+
 def test_lora_trains_adapters_only_and_saves_a_merged_policy(tiny_policy_dir, round_pairs, tmp_path):
     base, tok = load_policy(tiny_policy_dir)
     before = {k: v.clone() for k, v in base.state_dict().items()}

@@ -73,16 +73,30 @@ def packed_pairs(pairs: Sequence[PreferencePair], kinds: Sequence[str], pad_id: 
 
 @torch.no_grad()
 def reference_logps(
-    model, pairs: Sequence[PreferencePair], pad_id: int, kinds: Sequence[str] = KINDS, batch_size: int = 16
+    model,
+    pairs: Sequence[PreferencePair],
+    pad_id: int,
+    kinds: Sequence[str] = KINDS,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
 ) -> ReferenceLogps:
     """log πref of the ``kinds`` replies (chosen, rejected, and greedy for SELM), computed once per round (no
-    gradients); pairs in batches of similar length (``length_batches``), so a batch pads only a little."""
+    gradients) on ``device``; pairs in batches of similar length (``length_batches``), so a batch pads only a
+    little. Runs in whatever precision the caller's autocast sets."""
     lengths = [sum(len(getattr(p, f"{k}_ids")) for k in ("prompt", *kinds)) for p in pairs]
     out = torch.empty((len(kinds), len(pairs)))
     model.eval()
     for idx in length_batches(lengths, batch_size):
-        out[:, idx] = shared_prompt_logprobs(model, *packed_pairs([pairs[i] for i in idx], kinds, pad_id)).cpu()
+        batch = [t.to(device) for t in packed_pairs([pairs[i] for i in idx], kinds, pad_id)]
+        out[:, idx] = shared_prompt_logprobs(model, *batch).float().cpu()
     return ReferenceLogps(*out)
+
+
+def training_autocast(device: torch.device, cfg: Train):
+    """bf16 autocast when ``train.precision = "bf16"`` without DeepSpeed (DeepSpeed's bf16 casts the weights
+    itself); a no-op context otherwise. The reference pass and the training steps both run in it, so at step 0 the
+    policy's log-probs and the reference's come from the same arithmetic."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16" and not cfg.deepspeed)
 
 
 @dataclass
@@ -133,12 +147,11 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
     pad_id = tokenizer.pad_token_id
     kinds = KINDS if cfg.loss in NEEDS_GREEDY else KINDS[:2]
     pairs = [truncate(p, cfg.max_length, cfg.max_prompt_length) for p in pairs]
-    ref = reference_logps(model, pairs, pad_id, kinds)
 
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
-    if cfg.lora.enabled:  # after the reference log-probs: at step 0 the adapters are zero, so nothing differs
+    if cfg.lora.enabled:  # at step 0 the adapters are zero: the reference below is the base model's
         model = with_lora(model, cfg)
     plugin = None
     if cfg.deepspeed:
@@ -149,8 +162,8 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
             gradient_accumulation_steps=cfg.grad_accum,
             gradient_clipping=cfg.max_grad_norm,
         )
-    # bf16 without DeepSpeed is our own autocast (see train_loop): accelerate's mixed precision is one global state
-    # per process, which a sweep training at both precisions in one process could not change
+    # bf16 without DeepSpeed is our own autocast (training_autocast): accelerate's mixed precision is one global
+    # state per process, which a sweep training at both precisions in one process could not change
     mixed = "bf16" if cfg.deepspeed and cfg.precision == "bf16" else "no"
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum, mixed_precision=mixed, deepspeed_plugin=plugin
@@ -162,6 +175,10 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
     total = math.ceil(len(loader) / cfg.grad_accum) * cfg.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # after prepare: on the training device (a GPU, not the CPU the policy was loaded on), through the DDP / DeepSpeed
+    # wrapper (ZeRO-3 gathers its shards), every process over all pairs (the loader's shards index into them)
+    with training_autocast(accelerator.device, cfg):
+        ref = reference_logps(model, pairs, pad_id, kinds, device=accelerator.device)
     return TrainingRun(accelerator, model, optimizer, scheduler, loader, pairs, ref, kinds, pad_id, total)
 
 
@@ -169,7 +186,6 @@ def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
     """``cfg.epochs`` passes over the pairs; each batch packs its chosen, rejected (and greedy) replies into one
     forward pass. Logs loss, implicit reward margin and accuracy per optimizer step."""
     acc, model, loss_fn = run.accelerator, run.model, LOSSES[cfg.loss]
-    autocast = torch.autocast(acc.device.type, torch.bfloat16, enabled=cfg.precision == "bf16" and not cfg.deepspeed)
     history = TrainHistory()
     model.train()
     bar = progress(total=run.total_steps, desc=f"train round {round} ({cfg.loss})", unit="step")
@@ -178,7 +194,7 @@ def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
             idx = idx.tolist()
             with acc.accumulate(model):
                 batch = [t.to(acc.device) for t in packed_pairs([run.pairs[i] for i in idx], run.kinds, run.pad_id)]
-                with autocast:
+                with training_autocast(acc.device, cfg):
                     policy = Logps(*shared_prompt_logprobs(model, *batch))
                 ref = Logps(*(getattr(run.ref, k)[idx].to(acc.device) for k in run.kinds))
                 losses, rw, rl = loss_fn(policy, ref, cfg.beta, cfg.alpha)
