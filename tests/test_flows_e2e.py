@@ -147,10 +147,11 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert again.successful and again.id not in (killed.id, resumed.id)
     assert len(c.search_runs([exp.experiment_id], "tags.mlflow.runName = 'tiny-selm'")) == 2
     assert len(c.search_model_versions("name='tiny-selm-policy'")) == 3
-    metrics = again["end"].task.data.rounds[-1]
+    again_data = again["end"].task.data
+    metrics = again_data.rounds[-1]
     assert metrics["labels"] == 24 and metrics["judge_calls"] + metrics["judge_cache_hits"] == 48
-    assert metrics["loss"] > 0 and Path(again["end"].task.data.policy, "model.safetensors").exists()
-    apl_round = Run(again["end"].task.data.round_runs[0])
+    assert metrics["loss"] > 0 and Path(again_data.policy, "model.safetensors").exists()
+    apl_round = Run(again_data.round_runs[0])
     assert len(apl_round["select"].task.data.selection.picked) == 24
     assert "data:image/png;base64" in get_cards(apl_round["select"].task)[0].get()  # acquisition scores plot
     train_resources = apl_round["start"].task.data.step_resources["train"]
@@ -162,8 +163,8 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     benchmark_records = {a.path for a in c.list_artifacts(apl_mlflow, "benchmarks")}
     if SHARED_DATA.is_dir():  # with the data, the recipe's benchmarks all ran, graded offline by the proxy (named so)
         assert benchmark_records == {"benchmarks/mt_bench.jsonl", "benchmarks/alpaca_eval.jsonl"}
-        assert again["end"].task.data.skipped == {}
-        for r in again["end"].task.data.rounds:  # round 0 (the initial policy) and round 1
+        assert again_data.skipped == {}
+        for r in again_data.rounds:  # round 0 (the initial policy) and round 1
             assert 1 <= r["mt_bench_proxy_score"] <= 10 and r["mt_bench_proxy_graded_turns"] == 32  # 2 × 8 × 2 turns
             assert 0 <= r["alpaca_eval_proxy_win_rate"] <= 100 and r["alpaca_eval_proxy_judged"] == 40
             assert 0 <= r["lm_eval_arc_challenge_local_acc"] <= 1 and 0 <= r["lm_eval_truthfulqa_mc1_local_acc"] <= 1

@@ -88,7 +88,7 @@ def reference_logps(
     model.eval()
     for idx in length_batches(lengths, batch_size):
         batch = [t.to(device) for t in packed_pairs([pairs[i] for i in idx], kinds, pad_id)]
-        out[:, idx] = shared_prompt_logprobs(model, *batch).float().cpu()
+        out[:, idx] = shared_prompt_logprobs(model, *batch).cpu()  # fp32 already
     return ReferenceLogps(*out)
 
 
