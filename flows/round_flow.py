@@ -44,10 +44,17 @@ class RoundFlow(FlowSpec):
         """Validate the recipe, pick this round's prompts and open the round's MLflow run."""
         from selm import tracking, worlds
         from selm.config import load_recipe, recipe_from_json
+        from selm.pipeline import preflight
         from selm.pipeline.policy import initial_policy_path, round_dir
         from selm.report import rounds as report
 
-        self.config = recipe_from_json(self.recipe_json) if self.recipe_json else load_recipe(self.recipe)
+        if self.recipe_json:  # from SELMFlow, which checked it before the experiment started
+            self.config = recipe_from_json(self.recipe_json)
+        else:  # run alone: checked here; benchmarks whose data is absent are skipped, as SELMFlow does
+            checked = preflight.check(load_recipe(self.recipe))
+            self.config = checked.recipe
+            for name, why in checked.skipped.items():
+                print(f"skipped {name}: {why}")
         self.experiment_id = self.experiment or f"RoundFlow-{current.run_id}"
         self.policy_in = self.policy or initial_policy_path(self.config)
         self.reference_in = self.reference or self.policy_in
@@ -189,4 +196,6 @@ class RoundFlow(FlowSpec):
 
 
 if __name__ == "__main__":
-    RoundFlow()
+    from selm.orchestration import exit_code_of, exit_without_teardown
+
+    exit_without_teardown(exit_code_of(RoundFlow))

@@ -115,3 +115,34 @@ def test_list_overrides_in_the_natural_shell_spelling(tmp_path):
     (here of a misspelt task, so that the run stops at validation)."""
     rc, out, _ = selm_flow(tmp_path, "run", "--overrides", "eval.lm_eval.tasks=[arc_challenge_local,nope_local]")
     assert rc == 1 and "unknown local task 'nope_local'" in out
+
+
+EXITING = """
+import atexit, sys, threading, time
+from selm.orchestration import exit_code_of, exit_without_teardown
+
+class Noisy:
+    def __del__(self):
+        print("module teardown", flush=True)
+
+noisy = Noisy()  # freed only by the interpreter's teardown of this module
+threading.Thread(target=lambda: (time.sleep(0.3), print("thread joined"))).start()
+atexit.register(lambda: print("atexit handler ran"))
+sys.stdout.write("buffered, ")
+exit_without_teardown(exit_code_of(lambda: sys.exit(eval(sys.argv[1]))))
+"""
+
+
+@pytest.mark.parametrize("code, returncode", [("0", 0), ("None", 0), ("3", 3)])
+def test_a_flow_process_exits_like_python_without_the_module_teardown(code, returncode):
+    """Flow files leave through ``exit_without_teardown``: same exit code, threads joined, atexit handlers run and
+    buffered output kept — and the slow teardown of every imported module skipped."""
+    p = subprocess.run([sys.executable, "-c", EXITING, code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == returncode, p.stderr
+    assert p.stdout == "buffered, thread joined\natexit handler ran\n"
+
+
+def test_an_exit_with_a_message_takes_the_normal_path():
+    p = subprocess.run([sys.executable, "-c", EXITING, "'why it stopped'"], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (1, "why it stopped\n")
+    assert p.stdout.endswith("atexit handler ran\nmodule teardown\n")

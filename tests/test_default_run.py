@@ -22,11 +22,11 @@ pytestmark = pytest.mark.slow
 BENCHMARKS = ["mt_bench", "alpaca_eval", "lm_eval:arc_challenge_local", "lm_eval:truthfulqa_mc1_local"]
 
 
-def run_default(folder: Path, *args: str, env: dict) -> str:
+def run_default(folder: Path, *args: str, env: dict, flow_file: str = "selm_flow.py") -> str:
     log = folder / "log.txt"
     with log.open("w") as f:
         rc = subprocess.run(
-            [sys.executable, str(ROOT / "flows" / "selm_flow.py"), "run", *args],
+            [sys.executable, str(ROOT / "flows" / flow_file), "run", *args],
             cwd=folder,
             stdout=f,
             stderr=subprocess.STDOUT,
@@ -82,3 +82,21 @@ def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, mo
     lines = out.splitlines()
     print(f"{len(lines)} lines of output")
     assert len(lines) < 120 and "it/s]" not in out and "round 3: train" in out
+
+
+def test_a_round_runs_alone_for_debugging_on_a_fresh_machine(home, monkeypatch):  # noqa: F811
+    """``python flows/round_flow.py run --round 1`` (RoundFlow's docstring): checks the recipe itself and skips the
+    benchmarks whose data is absent, as SELMFlow does, instead of failing in evaluate."""
+    import os
+
+    from metaflow import Flow
+
+    monkeypatch.delenv("SELM_DATA_DIR", raising=False)
+    env = {k: v for k, v in os.environ.items() if k != "SELM_DATA_DIR"}
+    out = run_default(home, "--round", "1", env=env, flow_file="round_flow.py")
+    for name in BENCHMARKS:
+        assert f"skipped {name}: " in out
+    data = Flow("RoundFlow").latest_run["end"].task.data
+    assert data.registered["version"] == "1" and Path(data.policy_out).is_dir()
+    assert data.metrics["heldout_reward"] > 0
+    assert not [k for k in data.metrics if any(b in k for b in ("mt_bench", "alpaca", "arc_", "truthfulqa"))]
