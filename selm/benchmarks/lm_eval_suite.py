@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def evaluate(
     from selm.data import use_punkt_tab
 
     use_punkt_tab()  # before lm-eval imports its IFEval code, which looks for the data (and tries to download it)
+    _drop_expected_warnings()
     include = materialize(tasks, work_dir)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     results = simple_evaluate(
@@ -183,6 +185,30 @@ def evaluate(
         gen_kwargs=f"max_gen_toks={max_gen_toks}" if max_gen_toks else None,
     )
     return flat_metrics(results), results
+
+
+# What lm-eval warns about on every call and selm does on purpose: an in-memory model, a reply-length cap.
+EXPECTED_WARNINGS = {
+    "lm_eval.models.huggingface": ("`pretrained` model kwarg is not of type", "Passed an already-initialized model"),
+    "lm_eval.evaluator": ("generation_kwargs: ",),
+}
+
+
+class _DropExpected(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+def _drop_expected_warnings() -> None:
+    """Keep ``EXPECTED_WARNINGS`` out of the logs (once per process); every other lm-eval warning still shows."""
+    for name, prefixes in EXPECTED_WARNINGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropExpected) for f in logger.filters):
+            logger.addFilter(_DropExpected(prefixes))
 
 
 def metric_name(task: str, metric: str, filt: str) -> str:
