@@ -49,12 +49,10 @@ class RoundFlow(FlowSpec):
         from selm.report import rounds as report
 
         if self.recipe_json:  # from SELMFlow, which checked it before the experiment started
-            self.config = recipe_from_json(self.recipe_json)
+            self.config, skipped = recipe_from_json(self.recipe_json), {}
         else:  # run alone: checked here; benchmarks whose data is absent are skipped, as SELMFlow does
             checked = preflight.check(load_recipe(self.recipe))
-            self.config = checked.recipe
-            for name, why in checked.skipped.items():
-                print(f"skipped {name}: {why}")
+            self.config, skipped = checked.recipe, checked.skipped
         self.experiment_id = self.experiment or f"RoundFlow-{current.run_id}"
         self.policy_in = self.policy or initial_policy_path(self.config)
         self.reference_in = self.reference or self.policy_in
@@ -73,7 +71,9 @@ class RoundFlow(FlowSpec):
             },
         )
         self.timings = {}
-        report.start(current.card, self.round, self.experiment_id, self.policy_in, self.prompts, self.mlflow_run)
+        report.start(
+            current.card, self.round, self.experiment_id, self.policy_in, self.prompts, self.mlflow_run, skipped
+        )
         self.next(self.sample)
 
     @resources(gpu=step_resources.sample.gpu, cpu=step_resources.sample.cpu, memory=step_resources.sample.memory)

@@ -6,7 +6,7 @@ import importlib.util
 import os
 
 import pytest
-from test_default_run import run_default
+from test_default_run import run_flow
 from test_flows_e2e import home  # noqa: F401  (fixture)
 
 from conftest import SHARED_DATA
@@ -23,7 +23,7 @@ def test_smol_smoke_runs_every_stage_on_a_real_model(home):  # noqa: F811
 
     from selm import tracking
 
-    out = run_default(home, "--recipe", "smol_smoke", env={**os.environ, "SELM_DATA_DIR": str(SHARED_DATA)})
+    out = run_flow(home, "--recipe", "smol_smoke", env={**os.environ, "SELM_DATA_DIR": str(SHARED_DATA)})
     run = Flow("SELMFlow").latest_run
     data = run["end"].task.data
     assert data.skipped == {} and [r["round"] for r in data.rounds] == [0, 1]

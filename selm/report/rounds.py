@@ -17,13 +17,20 @@ if TYPE_CHECKING:  # annotations only: importing them here would load torch in s
     from selm.records import Prompt
 
 
-def start(card, round: int, experiment_id: str, policy: str, prompts: list[Prompt], run_id: str) -> None:
+def start(
+    card, round: int, experiment_id: str, policy: str, prompts: list[Prompt], run_id: str, skipped: Mapping[str, str]
+) -> None:
+    """The round's card header; ``skipped`` (benchmarks without data) is non-empty only for a round run alone —
+    in an experiment SELMFlow reports them once."""
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
     card.append(
         cards.markdown(
             f"# Round {round} of `{experiment_id}`\npolicy in: `{policy}` · {len(prompts)} prompts · "
             f"MLflow run `{run_id}`"
         )
     )
+    cards.skipped(card, skipped)
     card.append(cards.table([{"id": p.id, "prompt": p.text, **p.meta} for p in prompts[:20]]))
 
 
