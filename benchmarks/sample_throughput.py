@@ -22,6 +22,7 @@ import torch
 from selm import worlds
 from selm.data import data_dir
 from selm.models.loading import load_policy
+from selm.models.precision import detect, resolve
 from selm.models.sampling import HFSampler
 from selm.records import Prompt
 
@@ -50,7 +51,8 @@ def main() -> None:
 
     path = worlds.model_path("policy", args.model, None)
     batch = prompts(args.prompts)
-    print(f"{len(batch)} prompts, {args.max_new_tokens} new tokens, {'greedy' if args.greedy else 'sampled'}")
+    print(f"{len(batch)} prompts, {args.max_new_tokens} new tokens, {'greedy' if args.greedy else 'sampled'}; "
+          f"machine: {detect('cpu').describe()} (\"auto\" = {resolve('auto', 'cpu')})")  # fmt: skip
     print(f"{'backend':>7} {'dtype':>9} {'threads':>7} {'batch':>5} {'tokens':>7} {'seconds':>8} {'tokens/s':>9}")
     for dtype in args.dtype.split(","):
         if "vllm" in args.backends.split(","):

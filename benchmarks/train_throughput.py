@@ -149,6 +149,7 @@ def main() -> None:
         return worker(args)
 
     from selm import worlds
+    from selm.models.precision import detect, resolve
 
     path = worlds.model_path("policy", args.model, None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,6 +158,7 @@ def main() -> None:
         print(f"{args.model}: {len(ids['prompt'])} pairs, prompts {statistics.mean(map(len, ids['prompt'])):.0f} "
               f"tokens, replies {statistics.mean(map(len, ids['chosen'] + ids['rejected'])):.0f} tokens (mean), "
               f"batch {args.batch}; max |Δ| reference log-prob selm vs TRL (fp32): {diff:.2e}")  # fmt: skip
+        print(f'machine: {detect("cpu").describe()} ("auto" = {resolve("auto", "cpu")})')
         print(f"{'precision':>9} {'tool':>8} {'pairs/s':>8} {'tokens/s':>9} {'peak MiB':>9} {'step-0 loss':>12}  runs")
         for precision in args.precision.split(","):
             s = json.loads(spec.read_text())

@@ -37,7 +37,7 @@ class SELMFlow(FlowSpec):
         from selm.orchestration import experiment_of
         from selm.pipeline import preflight
         from selm.pipeline.evaluate import evaluate_all
-        from selm.pipeline.policy import initial_policy_path
+        from selm.pipeline.policy import initial_policy_path, resolved_precisions
         from selm.progress import timed
         from selm.report import experiment as report
 
@@ -48,12 +48,14 @@ class SELMFlow(FlowSpec):
         self.config, self.skipped, self.timings = checked.recipe, checked.skipped, {}
         with timed(self.timings, "initial_policy"):
             self.policy = initial_policy_path(self.config)
+        self.precisions = resolved_precisions(self.config)  # what "auto" means on this machine (params, card, log)
         self.mlflow_run = tracking.start_run(self.config, self.config.experiment.name, key=self.experiment_id,
-            tags={"metaflow_run": f"SELMFlow/{current.run_id}", "selm_experiment": self.experiment_id})  # fmt: skip
+            tags={"metaflow_run": f"SELMFlow/{current.run_id}", "selm_experiment": self.experiment_id},
+            params=self.precisions)  # fmt: skip
         with tracking.failed_on_error(self.mlflow_run):
             round0 = evaluate_all(self.policy, self.config, 0, "sft")
         report.start(current.card, self.mlflow_run, self.recipe, self.config, self.experiment_id, self.policy,
-                     round0, self.skipped, self.timings)  # fmt: skip
+                     round0, self.skipped, self.timings["time_initial_policy_s"], self.precisions)  # fmt: skip
         # round 1's policy is its own reference
         self.rounds, self.round, self.reference, self.round_runs = [{"round": 0, **round0.metrics}], 1, self.policy, []
         self.first_scores = self.last_scores = round0.scores  # per-prompt values: the paired comparison at the end

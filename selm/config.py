@@ -85,9 +85,9 @@ class Sampling(Section):
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(512, ge=1)  # sequences per generate() call
     #: the policy's weights while it generates (training samples, held-out replies, y0, MT-Bench / AlpacaEval
-    #: answers): "auto" = fp32 on Hugging Face generate, the checkpoint's own dtype on vLLM. bfloat16 samples
-    #: SmolLM2-135M 1.5x faster than fp32 on this 2-core CPU (AVX-512 BF16; README, Measured); the replies'
-    #: log-probs are then the bf16 model's
+    #: answers): "auto" = bfloat16 where the sampler's device computes it natively (a GPU from Ampere on, a CPU
+    #: with AVX512-BF16 or AMX), else float32 (``selm.models.precision``; README, Precision); or an explicit dtype,
+    #: always honoured. In bf16 the replies' log-probs are the bf16 model's
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
@@ -173,8 +173,10 @@ class Train(Section):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
 
-    #: GPU switches (they also run on a CPU): bf16 autocast (accelerate mixed precision), gradient checkpointing
-    precision: Literal["fp32", "bf16"] = "fp32"
+    #: bf16 autocast (DeepSpeed: its bf16 mode) or fp32; "auto" = bf16 where the training device computes it
+    #: natively, else fp32 (``selm.models.precision``). The reference pass runs in the same precision
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    #: recompute activations in the backward pass: less memory, about a third more compute
     gradient_checkpointing: bool = False
     #: DeepSpeed through accelerate: "zero2" / "zero3" (selm/models/deepspeed/*.json) or a config file; "" = plain
     #: accelerate (DDP when launched with several processes)
@@ -232,8 +234,9 @@ class LMEval(Section):
     max_gen_toks: int | None = Field(None, ge=1)  # cap on generation tasks' reply length; None = each task's own
     #: false = only the initial policy (round 0) and the last round's: the long benchmark where it matters
     every_round: bool = True
-    #: the policy's weights while lm-eval runs (bfloat16: faster generation on CPUs with AVX-512 BF16 and on GPUs)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    #: the policy's weights while lm-eval runs: "auto" = bfloat16 where the device computes it natively, else
+    #: float32 (as ``sampling.dtype``), or an explicit dtype
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
 class Eval(Section):

@@ -73,10 +73,16 @@ def _experiment_id(c: MlflowClient, name: str) -> str:
 
 
 def start_run(
-    recipe: Recipe, name: str, key: str, parent_run_id: str | None = None, tags: Mapping[str, str] = ()
+    recipe: Recipe,
+    name: str,
+    key: str,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] = (),
+    params: Mapping[str, str] = (),
 ) -> str:
-    """The run tagged ``selm_key = key`` (nested under ``parent_run_id`` if given), with the resolved recipe as
-    params: created the first time, found again (and marked RUNNING) when a resumed step asks a second time."""
+    """The run tagged ``selm_key = key`` (nested under ``parent_run_id`` if given), with the resolved recipe and
+    ``params`` as params: created the first time, found again (and marked RUNNING, its params as they were) when a
+    resumed step asks a second time."""
     c = client()
     experiment = _experiment_id(c, recipe.tracking.mlflow_experiment)
     run_id = _run_by_key(c, experiment, key)
@@ -87,8 +93,8 @@ def start_run(
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     run = c.create_run(experiment, tags=all_tags)
-    params = [mlflow.entities.Param(k, v[:6000]) for k, v in recipe.flat().items()]
-    c.log_batch(run.info.run_id, params=params)
+    all_params = [mlflow.entities.Param(k, v[:6000]) for k, v in {**recipe.flat(), **dict(params)}.items()]
+    c.log_batch(run.info.run_id, params=all_params)
     return run.info.run_id
 
 

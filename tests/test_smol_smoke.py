@@ -22,6 +22,7 @@ def test_smol_smoke_runs_every_stage_on_a_real_model(home):  # noqa: F811
     from metaflow import Flow
 
     from selm import tracking
+    from selm.models.precision import resolve
 
     out = run_flow(home, "--recipe", "smol_smoke", env={**os.environ, "SELM_DATA_DIR": str(SHARED_DATA)})
     run = Flow("SELMFlow").latest_run
@@ -32,6 +33,11 @@ def test_smol_smoke_runs_every_stage_on_a_real_model(home):  # noqa: F811
         assert 0 <= r["lm_eval_ifeval_local_prompt_level_strict_acc"] <= 1
         assert 0 <= r["lm_eval_ifeval_local_inst_level_loose_acc"] <= 1
     assert data.rounds[1]["pairs"] >= 1 and "round 1: train" in out
+    # the recipe's "auto" precisions as this machine resolved them: printed, and params of the experiment's run
+    auto = resolve("auto", "cpu")
+    assert f"sampling {auto}, training {auto}, lm-eval {auto}" in out
+    params = tracking.client().get_run(run["start"].task.data.mlflow_run).data.params
+    assert params["resolved.sampling.dtype"] == params["resolved.eval.lm_eval.dtype"] == auto
     versions = tracking.client().search_model_versions("name = 'smol-policy'")
     assert len(versions) == 1
 

@@ -25,19 +25,22 @@ PACKAGED_GGUF = {
 }
 
 
-def load_policy(path: str | Path, dtype=None):
-    """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub); fp32 unless
-    ``dtype`` (a torch dtype or its name, e.g. "bfloat16") says otherwise."""
+def load_policy(path: str | Path, dtype="float32", device: str = "cpu"):
+    """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub), with the
+    weights in ``dtype``: a torch dtype, its name ("bfloat16", "bf16", …) or "auto" (the precision this machine's
+    ``device`` computes natively: ``selm.models.precision``). The model stays on the CPU it loads on; ``device``
+    only decides "auto"."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from selm.models.precision import resolve
     from selm.progress import quiet_transformers
 
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    dtype = getattr(torch, resolve(dtype, device)) if isinstance(dtype, str) else dtype
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     model.eval()
     return model, tokenizer
 

@@ -14,6 +14,7 @@ import torch
 from selm.models.batching import length_batches
 from selm.models.chat import encode_prompt
 from selm.models.loading import load_policy
+from selm.models.precision import compute_device, resolve
 from selm.progress import progress
 from selm.records import Completion, Prompt
 
@@ -205,14 +206,26 @@ class VLLMSampler(Sampler):
         ]
 
 
-def make_sampler(backend: str, path: str | Path, batch_size: int, policy: str, dtype: str = "auto"):
-    """The sampler of ``sampling.backend``: "hf", "vllm", or "auto" = vLLM when a GPU and vllm are present; the
-    weights in ``dtype`` ("auto": fp32 on HF, the checkpoint's own on vLLM)."""
-    if backend == "auto":
-        import importlib.util
+def sampling_backend(backend: str) -> str:
+    """``sampling.backend`` resolved: "auto" = vLLM when a GPU and vllm are present, else Hugging Face generate."""
+    if backend != "auto":
+        return backend
+    import importlib.util
 
-        backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
+    return "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
+
+
+def sampling_device(backend: str) -> str:
+    """Where the sampler computes: vLLM on the GPU (its CPU build where there is none), HF generate on the CPU the
+    policy loads on."""
+    return compute_device() if sampling_backend(backend) == "vllm" else "cpu"
+
+
+def make_sampler(backend: str, path: str | Path, batch_size: int, policy: str, dtype: str = "auto"):
+    """The sampler of ``sampling.backend`` (``sampling_backend``) with the weights in ``dtype``: explicit, or "auto"
+    = the precision its device computes natively (``selm.models.precision``)."""
+    backend, dtype = sampling_backend(backend), resolve(dtype, sampling_device(backend))
     if backend == "vllm":
         return VLLMSampler(path, batch_size, policy, dtype=dtype)
-    model, tokenizer = load_policy(path, dtype=None if dtype == "auto" else dtype)
+    model, tokenizer = load_policy(path, dtype=dtype)
     return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy)

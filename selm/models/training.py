@@ -21,6 +21,7 @@ from selm.config import Train
 from selm.models.batching import length_batches
 from selm.models.checkpoint import atomic_save_pretrained
 from selm.models.logprobs import pack_shared, shared_prompt_logprobs
+from selm.models.precision import compute_device, resolve
 from selm.progress import progress
 from selm.records import PreferencePair
 
@@ -92,11 +93,18 @@ def reference_logps(
     return ReferenceLogps(*out)
 
 
+def training_precision(cfg: Train, device: torch.device | str) -> str:
+    """The torch dtype name training computes in on ``device``: ``train.precision`` ("auto": bf16 where the device
+    computes it natively, ``selm.models.precision``)."""
+    return resolve(cfg.precision, torch.device(device).type)
+
+
 def training_autocast(device: torch.device, cfg: Train):
-    """bf16 autocast when ``train.precision = "bf16"`` without DeepSpeed (DeepSpeed's bf16 casts the weights
-    itself); a no-op context otherwise. The reference pass and the training steps both run in it, so at step 0 the
-    policy's log-probs and the reference's come from the same arithmetic."""
-    return torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16" and not cfg.deepspeed)
+    """bf16 autocast when training runs in bf16 (``training_precision``) without DeepSpeed (DeepSpeed's bf16 casts
+    the weights itself); a no-op context otherwise. The reference pass and the training steps both run in it, so at
+    step 0 the policy's log-probs and the reference's come from the same arithmetic."""
+    bf16 = training_precision(cfg, device) == "bfloat16"
+    return torch.autocast(device.type, torch.bfloat16, enabled=bf16 and not cfg.deepspeed)
 
 
 @dataclass
@@ -164,7 +172,7 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
         )
     # bf16 without DeepSpeed is our own autocast (training_autocast): accelerate's mixed precision is one global
     # state per process, which a sweep training at both precisions in one process could not change
-    mixed = "bf16" if cfg.deepspeed and cfg.precision == "bf16" else "no"
+    mixed = "bf16" if cfg.deepspeed and training_precision(cfg, compute_device()) == "bfloat16" else "no"
     accelerator = Accelerator(
         gradient_accumulation_steps=cfg.grad_accum, mixed_precision=mixed, deepspeed_plugin=plugin
     )

@@ -12,7 +12,7 @@ from selm.config import Recipe
 from selm.pipeline.evaluate import evaluate
 from selm.pipeline.explore import diagnostics
 from selm.pipeline.judge import judge_and_pair
-from selm.pipeline.policy import initial_policy_path
+from selm.pipeline.policy import initial_policy_path, precision_line, resolved_precisions
 from selm.pipeline.sample import sample
 from selm.pipeline.select import select_comparisons
 from selm.pipeline.train import train
@@ -24,6 +24,7 @@ def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]
     out_dir = Path(out_dir)
     world = worlds.of(recipe)
     policy = reference = initial_policy_path(recipe)
+    log(precision_line(resolved_precisions(recipe)))
     metrics, _, _ = evaluate(policy, recipe, 0, "sft")
     rows = [{"round": 0, "labels_total": 0, **metrics}]
     labels_total = 0

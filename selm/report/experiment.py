@@ -10,6 +10,7 @@ from selm.config import Recipe
 from selm.pipeline.evaluate import Evaluation
 from selm.pipeline.experiment import headline
 from selm.pipeline.judge import metric_names
+from selm.pipeline.policy import precision_line
 from selm.report import cards, plots
 
 
@@ -23,13 +24,16 @@ def start(
     round0: Evaluation,
     skipped: Mapping[str, str],
     initial_policy_s: float,
+    precisions: Mapping[str, str],
 ) -> None:
-    """Round 0 (the initial policy): its benchmark records and metrics (once, even when start runs again)."""
+    """Round 0 (the initial policy): its benchmark records and metrics (once, even when start runs again), and the
+    precisions chosen on this machine (``selm.pipeline.policy.resolved_precisions``, also the run's params)."""
     tracking.set_tags(run_id, {"benchmarks_skipped": tracking.describe(skipped)})
     for name, records in round0.benchmark_records.items():
         tracking.log_records(run_id, records, f"{name}_round0", "benchmarks")
     tracking.log_dict(run_id, round0.scores, "scores_per_prompt_round0.json")
     tracking.log_metrics_once(run_id, {**round0.metrics, "time_initial_policy_s": initial_policy_s}, step=0)
+    print(precision_line(precisions))
     print(f"round 0 (initial policy): {headline(round0.metrics)}")
     card.append(
         cards.markdown(
@@ -37,6 +41,7 @@ def start(
             f"initial policy `{policy}`"
         )
     )
+    card.append(cards.markdown(f"**Precision** — {precision_line(precisions)}"))
     card.append(cards.table([{"key": k, "value": v} for k, v in recipe.flat().items()]))
     card.append(cards.markdown("## Round 0 (initial policy), held-out"))
     card.append(cards.metrics_table(round0.metrics))
