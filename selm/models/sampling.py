@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from selm.models.batching import length_batches
+from selm.models.cache import ModelCache
 from selm.models.chat import encode_prompt
-from selm.models.loading import load_policy
 from selm.models.precision import compute_device, resolve
 from selm.progress import progress
 from selm.records import Completion, Prompt
@@ -215,17 +215,13 @@ def sampling_backend(backend: str) -> str:
     return "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
 
 
-def sampling_device(backend: str) -> str:
-    """Where the sampler computes: vLLM on the GPU (its CPU build where there is none), HF generate on the CPU the
-    policy loads on."""
-    return compute_device() if sampling_backend(backend) == "vllm" else "cpu"
-
-
-def make_sampler(backend: str, path: str | Path, batch_size: int, policy: str, dtype: str = "auto"):
+def make_sampler(
+    backend: str, path: str | Path, batch_size: int, policy: str, dtype: str = "auto", models: ModelCache | None = None
+):
     """The sampler of ``sampling.backend`` (``sampling_backend``) with the weights in ``dtype``: explicit, or "auto"
-    = the precision its device computes natively (``selm.models.precision``)."""
-    backend, dtype = sampling_backend(backend), resolve(dtype, sampling_device(backend))
-    if backend == "vllm":
-        return VLLMSampler(path, batch_size, policy, dtype=dtype)
-    model, tokenizer = load_policy(path, dtype=dtype)
+    = the precision the device computes natively (``selm.models.precision``). Hugging Face generate runs the step's
+    model (``models``: loaded once, on the step's device); vLLM loads its own engine."""
+    if sampling_backend(backend) == "vllm":
+        return VLLMSampler(path, batch_size, policy, dtype=resolve(dtype, compute_device()))
+    model, tokenizer = (models or ModelCache()).get(path, dtype)
     return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from selm import worlds
 from selm.config import Recipe
@@ -13,10 +14,13 @@ from selm.pipeline.policy import sampler
 from selm.progress import timed
 from selm.records import Completion, Judgment
 
+if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
+    from selm.models.cache import ModelCache
+
 EVAL_SEED = 10_000  # sampling seed of the held-out replies is EVAL_SEED + round, the same for every experiment
 
 
-def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
+def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str, models: ModelCache | None = None):
     """Held-out reward of the policy: one reply per held-out prompt at ``eval.temperature``, judged by the world's
     rule judges with the raw weighted sum.
 
@@ -27,7 +31,7 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     prompts = worlds.of(recipe).heldout_prompts(recipe)
     if not prompts:
         return {}, [], []
-    completions = sampler(recipe, policy_path, recipe.eval.batch_size, policy_name).sample(
+    completions = sampler(recipe, policy_path, recipe.eval.batch_size, policy_name, models).sample(
         prompts,
         n=1,
         temperature=recipe.eval.temperature,
@@ -61,7 +65,7 @@ def lm_eval_due(recipe: Recipe, round: int) -> bool:
     return recipe.eval.lm_eval.every_round or round in (0, recipe.experiment.rounds)
 
 
-def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
+def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str, models: ModelCache | None = None):
     """The benchmarks enabled in ``eval`` (lm-eval tasks, MT-Bench, AlpacaEval 2.0) on the policy: (metrics, records
     per benchmark, per-document scores of the lm-eval tasks).
 
@@ -71,7 +75,7 @@ def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     e = recipe.eval
     metrics, records, scores = {}, {}, {}
     if e.lm_eval.tasks and lm_eval_due(recipe, round):
-        metrics, scores = lm_eval_metrics(policy_path, recipe)
+        metrics, scores = lm_eval_metrics(policy_path, recipe, models)
     if not (e.mt_bench.enabled or e.alpaca_eval.enabled):
         return metrics, records, scores
     from selm.benchmarks import alpaca_eval, mt_bench
@@ -81,7 +85,7 @@ def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
         grader = LLMGrader(llm_endpoint(e.judge.llm, recipe), e.judge.llm.concurrency)
     else:
         grader = ProxyGrader(e.judge.embedding_model)
-    draw = sampler(recipe, policy_path, e.batch_size, policy_name)
+    draw = sampler(recipe, policy_path, e.batch_size, policy_name, models)
     if e.mt_bench.enabled:
         m = e.mt_bench
         questions = mt_bench.load_questions(m.questions or None, m.references or None, m.per_category)
@@ -98,17 +102,19 @@ def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str):
     return metrics, records, scores
 
 
-def lm_eval_metrics(policy_path: str, recipe: Recipe) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def lm_eval_metrics(
+    policy_path: str, recipe: Recipe, models: ModelCache | None = None
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """``eval.lm_eval.tasks`` through lm-eval's Python API on the loaded policy: {lm_eval_<task>_<metric>: value}
     and each document's scores ({lm_eval_<task>_<metric>: {doc_id: value}})."""
     import tempfile
 
     from selm.benchmarks.lm_eval_suite import evaluate as lm_evaluate
     from selm.benchmarks.lm_eval_suite import per_document
-    from selm.models.loading import load_policy
+    from selm.models.cache import ModelCache
 
     c = recipe.eval.lm_eval
-    model, tokenizer = load_policy(policy_path, dtype=c.dtype)
+    model, tokenizer = (models or ModelCache()).get(policy_path, c.dtype)
     with tempfile.TemporaryDirectory(prefix="selm-lm-eval-") as work:
         metrics, results = lm_evaluate(
             model, tokenizer, c.tasks, c.limit, work, c.batch_size, c.apply_chat_template, c.max_gen_toks
@@ -128,13 +134,18 @@ class Evaluation:
     timings: dict[str, float] = field(default_factory=dict)  # time_evaluate_s, time_benchmarks_s
 
 
-def evaluate_all(policy_path: str, recipe: Recipe, round: int, policy_name: str) -> Evaluation:
-    """The evaluate step: ``evaluate`` (held-out reward), then ``benchmarks``, each timed."""
+def evaluate_all(
+    policy_path: str, recipe: Recipe, round: int, policy_name: str, models: ModelCache | None = None
+) -> Evaluation:
+    """The evaluate step: ``evaluate`` (held-out reward), then ``benchmarks``, each timed, on the step's ``models``."""
+    from selm.models.cache import ModelCache
+
+    models = models or ModelCache()
     timings: dict = {}
     with timed(timings, "evaluate"):
-        metrics, completions, judgments = evaluate(policy_path, recipe, round, policy_name)
+        metrics, completions, judgments = evaluate(policy_path, recipe, round, policy_name, models)
     with timed(timings, "benchmarks"):
-        bench_metrics, bench_records, bench_scores = benchmarks(policy_path, recipe, round, policy_name)
+        bench_metrics, bench_records, bench_scores = benchmarks(policy_path, recipe, round, policy_name, models)
     scores = per_prompt(judgments) | bench_scores
     return Evaluation(
         {**metrics, **bench_metrics}, bench_metrics, completions, judgments, bench_records, scores, timings

@@ -21,6 +21,8 @@ from selm.progress import timed
 
 def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]:
     """Round 0 (initial policy) and every round's metrics: held-out reward, labels spent, judge calls, timings."""
+    from selm.models.cache import ModelCache
+
     out_dir = Path(out_dir)
     world = worlds.of(recipe)
     policy = reference = initial_policy_path(recipe)
@@ -40,11 +42,12 @@ def run_experiment(recipe: Recipe, out_dir: str | Path, log=print) -> list[dict]
         with timed(timing, "train"):
             history = train(policy, judged.pairs, recipe, k, out_dir / f"round-{k}")
         reference, policy = policy, str(out_dir / f"round-{k}")
+        models = ModelCache()  # one per step, as in RoundFlow: the new policy and its reference, each loaded once
         with timed(timing, "evaluate"):
-            metrics, completions, judgments = evaluate(policy, recipe, k, f"round-{k}")
+            metrics, completions, judgments = evaluate(policy, recipe, k, f"round-{k}", models)
         with timed(timing, "diagnostics"):
             explore = diagnostics(
-                policy, reference, samples, selection, judged.judgments, (completions, judgments), recipe, k
+                policy, reference, samples, selection, judged.judgments, (completions, judgments), recipe, k, models
             )
         labels_total += selection.labels
         rows.append(

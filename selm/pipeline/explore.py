@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from selm import worlds
 from selm.algorithms import exploration
@@ -26,6 +27,9 @@ from selm.pipeline.policy import sampler
 from selm.pipeline.sample import Samples
 from selm.pipeline.select import Selection
 from selm.records import Completion, Judgment
+
+if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
+    from selm.models.cache import ModelCache
 
 
 def diagnostics(
@@ -37,14 +41,15 @@ def diagnostics(
     heldout: tuple[list[Completion], list[Judgment]],
     recipe: Recipe,
     round: int,
+    models: ModelCache | None = None,
 ) -> dict[str, float]:
     """All ``explore_*`` metrics of the round from its samples, their judgments (``judgments[i]`` judges the i-th
     selected reply) and the new policy's held-out replies and judgments (the evaluate stage's); the held-out ones only
-    when the world has a held-out set; {} when ``eval.diagnostics`` is off."""
+    when the world has a held-out set; {} when ``eval.diagnostics`` is off. Models come from the step's ``models``."""
     if not recipe.eval.diagnostics:
         return {}
     return sample_diagnostics(samples, selection, judgments) | heldout_diagnostics(
-        policy_path, reference_path, *heldout, recipe, round
+        policy_path, reference_path, *heldout, recipe, round, models
     )
 
 
@@ -75,20 +80,22 @@ def heldout_diagnostics(
     judgments: list[Judgment],
     recipe: Recipe,
     round: int,
+    models: ModelCache | None = None,
 ) -> dict[str, float]:
     """KL to the reference, the reference's greedy reply y0 under both models, and the new replies' win share over
     y0, on the held-out prompts: one greedy pass of the reference, and one fp32 scoring pass of y0 and the held-out
     replies under each model. (At temperature 1, with neither top-k nor top-p, the replies are draws from πθ; they
     are re-scored rather than taken from the sampler so that both sides of the log-ratio come from the same
     precision — the sampler may run in bf16, ``sampling.dtype``.)"""
+    from selm.models.cache import ModelCache
     from selm.models.chat import encode_prompt
-    from selm.models.loading import load_policy
     from selm.models.logprobs import batched_sequence_logprobs
 
     prompts = worlds.of(recipe).heldout_prompts(recipe)
     if not prompts or not completions:
         return {}
-    draw = sampler(recipe, reference_path, recipe.eval.batch_size, f"round-{round - 1}")
+    models = models or ModelCache()
+    draw = sampler(recipe, reference_path, recipe.eval.batch_size, f"round-{round - 1}", models)
     y0 = draw.sample(
         prompts, n=1, greedy=True, max_new_tokens=recipe.sampling.max_new_tokens, round=round, desc="greedy y0 held-out"
     )
@@ -99,7 +106,7 @@ def heldout_diagnostics(
     ids = prompt_ids * (len(scored) // len(prompt_ids))
     logps = {}
     for name, path in (("policy", policy_path), ("reference", reference_path)):
-        model, tok = load_policy(path)
+        model, tok = models.get(path)  # fp32
         logps[name] = batched_sequence_logprobs(model, ids, scored, tok.pad_token_id).tolist()
     n = len(prompts)
     ratio = exploration.mean_log_ratio(logps["policy"][:n], logps["reference"][:n])

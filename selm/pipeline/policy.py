@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selm import worlds
 from selm.config import Recipe
+
+if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
+    from selm.models.cache import ModelCache
 
 
 def initial_policy_path(recipe: Recipe) -> str:
@@ -18,28 +22,29 @@ def round_dir(recipe: Recipe, experiment_id: str, round: int) -> Path:
     return Path(recipe.experiment.output_dir) / experiment_id / f"round-{round}"
 
 
-def sampler(recipe: Recipe, policy_path: str, batch_size: int, policy_name: str):
-    """The recipe's sampling backend on the policy at ``policy_path`` (``policy_name`` labels its replies)."""
+def sampler(recipe: Recipe, policy_path: str, batch_size: int, policy_name: str, models: ModelCache | None = None):
+    """The recipe's sampling backend on the policy at ``policy_path`` (``policy_name`` labels its replies), from the
+    step's ``models``."""
     from selm.models.sampling import make_sampler
 
-    return make_sampler(recipe.sampling.backend, policy_path, batch_size, policy_name, recipe.sampling.dtype)
+    s = recipe.sampling
+    return make_sampler(s.backend, policy_path, batch_size, policy_name, s.dtype, models)
 
 
 def resolved_precisions(recipe: Recipe) -> dict[str, str]:
     """What the recipe's precisions ("auto" or explicit) are on this machine, keyed like the recipe's own params
-    with ``resolved.`` in front, and the hardware that decided (``selm.models.precision``). A step on another
-    machine (``--with kubernetes``) decides again there, with the same function."""
+    with ``resolved.`` in front, and the hardware that decided (``selm.models.precision``). Every stage computes on
+    the step's device (``selm.models.cache``); a step on another machine (``--with kubernetes``) decides again
+    there, with the same function."""
     from selm.models.precision import compute_device, detect, resolve
-    from selm.models.sampling import sampling_device
 
-    wanted = {  # recipe key: (what it asks for, the device that computes it)
-        "sampling.dtype": (recipe.sampling.dtype, sampling_device(recipe.sampling.backend)),
-        "train.precision": (recipe.train.precision, compute_device()),  # accelerate trains on the GPU if there is one
-        "eval.lm_eval.dtype": (recipe.eval.lm_eval.dtype, "cpu"),  # lm-eval runs the policy where load_policy puts it
+    device = compute_device()
+    asked = {"sampling.dtype": recipe.sampling.dtype, "train.precision": recipe.train.precision,
+             "eval.lm_eval.dtype": recipe.eval.lm_eval.dtype}  # fmt: skip
+    return {
+        **{f"resolved.{k}": resolve(v, device) for k, v in asked.items()},
+        "resolved.hardware": detect(device).describe(),
     }
-    out = {f"resolved.{key}": resolve(asked, device) for key, (asked, device) in wanted.items()}
-    out["resolved.hardware"] = "; ".join(detect(d).describe() for d in sorted({d for _, d in wanted.values()}))
-    return out
 
 
 def precision_line(precisions: Mapping[str, str]) -> str:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from selm.config import Recipe
 from selm.pipeline.policy import sampler
 from selm.records import Completion, Prompt
+
+if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
+    from selm.models.cache import ModelCache
 
 
 @dataclass
@@ -16,12 +20,20 @@ class Samples:
     prompt_tokens: dict[str, list[int]]  # prompt id → the token ids the replies were conditioned on
 
 
-def sample(policy_path: str, prompts: list[Prompt], recipe: Recipe, round: int, policy_name: str) -> Samples:
-    """n replies per prompt at the recipe's temperature, plus the greedy reply y0 of the same (reference) policy."""
+def sample(
+    policy_path: str,
+    prompts: list[Prompt],
+    recipe: Recipe,
+    round: int,
+    policy_name: str,
+    models: ModelCache | None = None,
+) -> Samples:
+    """n replies per prompt at the recipe's temperature, plus the greedy reply y0 of the same (reference) policy, from
+    the step's ``models``."""
     from selm.models.chat import encode_prompt
 
     s = recipe.sampling
-    draw = sampler(recipe, policy_path, s.batch_size, policy_name)
+    draw = sampler(recipe, policy_path, s.batch_size, policy_name, models)
     completions = draw.sample(
         prompts,
         n=s.n,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selm.algorithms import acquisition
 from selm.config import Recipe
 from selm.pipeline.sample import Samples
+
+if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
+    from selm.models.cache import ModelCache
 
 
 @dataclass
@@ -24,14 +28,20 @@ class Selection:
 
 
 def select_comparisons(
-    samples: Samples, recipe: Recipe, policy_path: str, reference_path: str, round: int
+    samples: Samples,
+    recipe: Recipe,
+    policy_path: str,
+    reference_path: str,
+    round: int,
+    models: ModelCache | None = None,
 ) -> Selection:
     """Choose which replies go to the judge.
 
     ``all``: every sample of every prompt (pairs are then best vs worst of n). Otherwise each prompt's first two
     samples form a candidate comparison and ``select.acquisition`` keeps ``select.label_budget`` of them (APL).
     Certainty uses the policy's implicit reward against *its own* reference (``reference_path``, the previous
-    round's starting policy); in round 1 the two coincide and every certainty score is 0.
+    round's starting policy); in round 1 the two coincide and every certainty score is 0. Both come from the
+    step's ``models``.
     """
     sel = recipe.select
     comps = samples.completions
@@ -39,7 +49,7 @@ def select_comparisons(
         return Selection("all", list(range(len(comps))), len(samples.prompt_tokens), [], [], {}, [])
     cands = acquisition.candidates(comps)
     entropy = acquisition.predictive_entropy(comps)
-    cert = certainty_scores(cands, samples, policy_path, reference_path, recipe.train.beta)
+    cert = certainty_scores(cands, samples, policy_path, reference_path, recipe.train.beta, models)
     picked = acquisition.acquire(
         sel.acquisition,
         cands,
@@ -53,18 +63,22 @@ def select_comparisons(
     return Selection(sel.acquisition, indices, len(picked), cands, picked, entropy, cert)
 
 
-def certainty_scores(cands, samples: Samples, policy_path: str, reference_path: str, beta: float) -> list[float]:
-    """|r̂(a) − r̂(b)| of each candidate comparison under the policy's implicit reward against its reference."""
+def certainty_scores(
+    cands, samples: Samples, policy_path: str, reference_path: str, beta: float, models: ModelCache | None = None
+) -> list[float]:
+    """|r̂(a) − r̂(b)| of each candidate comparison under the policy's implicit reward against its reference (fp32)."""
     if not cands or Path(policy_path).resolve() == Path(reference_path).resolve():
         return [0.0] * len(cands)  # policy is its own reference: r̂ ≡ 0
-    from selm.models.loading import load_policy
+    from selm.models.cache import ModelCache
     from selm.models.logprobs import batched_sequence_logprobs
+
+    models = models or ModelCache()
 
     prompts = [samples.prompt_tokens[c.prompt_id] for c in cands for _ in (0, 1)]
     replies = [samples.completions[i].token_ids for c in cands for i in (c.a, c.b)]
     logps = {}
     for name, path in (("policy", policy_path), ("reference", reference_path)):
-        model, tok = load_policy(path)
+        model, tok = models.get(path)
         logps[name] = batched_sequence_logprobs(model, prompts, replies, tok.pad_token_id).tolist()
     pol, ref = logps["policy"], logps["reference"]
     return [
