@@ -55,7 +55,8 @@ def test_kl_inputs_are_the_sampling_distributions_own_log_probs():
     path = tiny_policy_path()
     model, tok = load_policy(path)
     prompts = tiny_prompts("heldout", 16, seed=3)
-    replies = make_sampler("hf", path, 16, "sft").sample(prompts, n=1, temperature=1.0, max_new_tokens=12, seed=1)
+    draw = make_sampler("hf", path, 16, "sft", dtype="float32")
+    replies = draw.sample(prompts, n=1, temperature=1.0, max_new_tokens=12, seed=1)
     ids = [encode_prompt(tok, p.text) for p in prompts]
     lp = batched_sequence_logprobs(model, ids, [c.token_ids for c in replies], tok.pad_token_id).tolist()
     assert [c.logprob for c in replies] == pytest.approx(lp, abs=1e-3)
