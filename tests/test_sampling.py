@@ -36,6 +36,26 @@ def test_token_logprobs_equal_a_teacher_forced_forward_pass(tiny_policy):
     torch.testing.assert_close(torch.tensor([c.logprob for c in comps]), recomputed, atol=1e-3, rtol=1e-4)
 
 
+def test_token_logprobs_are_those_of_the_tempered_distribution_and_of_greedy(tiny_policy):
+    """Each recorded token log-prob is log softmax(z_t / T)[y_t] of a teacher-forced pass — at T = 0.7 too (the
+    recorder reads the scores after the temperature, one step at a time) — and greedy replies record
+    log softmax(z_t)."""
+    model, tok = tiny_policy
+    prompts = tiny.prompts("train", 6, seed=7)
+    sampler = HFSampler(model, tok, batch_size=64)
+    for temperature, comps in (
+        (0.7, sampler.sample(prompts, n=2, temperature=0.7, max_new_tokens=14, seed=1)),
+        (1.0, sampler.sample(prompts, greedy=True, max_new_tokens=14)),
+    ):
+        by_id = {p.id: p for p in prompts}
+        for c in comps:
+            x = encode_prompt(tok, by_id[c.prompt_id].text)
+            with torch.no_grad():
+                z = model(torch.tensor([x + c.token_ids])).logits[0, len(x) - 1 : -1].float() / temperature
+            expected = torch.log_softmax(z, -1).gather(-1, torch.tensor(c.token_ids)[:, None]).squeeze(-1)
+            torch.testing.assert_close(torch.tensor(c.token_logprobs), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_replies_end_with_the_end_of_turn_token_or_hit_the_limit(tiny_policy):
     model, tok = tiny_policy
     comps = HFSampler(model, tok).sample(tiny.prompts("train", 32, seed=5), n=2, max_new_tokens=12)
@@ -58,7 +78,7 @@ def test_sampling_dtype_loads_the_weights_in_that_precision_and_reports_that_mod
     recipe = load_recipe(None, ["sampling.dtype=bfloat16"])
     draw = sampler(recipe, path, 64, "sft")
     assert draw.model.dtype == torch.bfloat16
-    assert sampler(load_recipe(None, []), path, 64, "sft").model.dtype == torch.float32  # "auto" on HF
+    assert sampler(load_recipe(None, []), path, 64, "sft").model.dtype == torch.float32  # the tiny recipe's fp32
     prompts = tiny.prompts("train", 8, seed=6)
     comps = draw.sample(prompts, n=2, max_new_tokens=12, seed=0)
     model, tok = load_policy(path, dtype=torch.bfloat16)
