@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import numbers
 import os
 import tempfile
 import time
@@ -111,9 +112,12 @@ def _run_by_key(c: MlflowClient, experiment_id: str, key: str) -> str | None:
 
 
 def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
-    """Log numeric metrics (non-numbers are skipped) in one batch."""
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    _log_batch(run_id, [(k, v, step or 0) for k, v in numbers.items()])
+    """Log numeric metrics (numpy's included) in one batch. A value that is not a number (a dict, a string, None,
+    a bool) is a bug upstream: ``TypeError`` names it, where it used to be dropped and never reach MLflow."""
+    wrong = {k: v for k, v in metrics.items() if not isinstance(v, numbers.Real) or isinstance(v, bool)}
+    if wrong:
+        raise TypeError(f"metrics must be numbers: {', '.join(f'{k}={v!r}' for k, v in wrong.items())}")
+    _log_batch(run_id, [(k, v, step or 0) for k, v in metrics.items()])
 
 
 def log_curves(run_id: str, steps: Iterable[Mapping[str, float]], prefix: str) -> None:

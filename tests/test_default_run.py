@@ -78,6 +78,8 @@ def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, mo
     )
     parent = tracking.client().get_run(run["start"].task.data.mlflow_run)
     assert "lm_eval:arc_challenge_local" in parent.data.tags["benchmarks_skipped"]
+    assert parent.data.metrics["time_initial_policy_s"] > 0  # the policy build's time reaches MLflow
+    assert parent.data.params["resolved.sampling.dtype"] == "float32"  # the tiny recipe pins fp32 everywhere
 
     # quiet: a line per step and round, the skipped benchmarks and the final table — not progress bars
     lines = out.splitlines()

@@ -32,6 +32,13 @@ def test_paper_recipes_validate_and_dry_run(name, capsys):
     assert main([name]) == 0 and "fits: zero2, zero3" in capsys.readouterr().out
 
 
+def test_activation_memory_counts_the_sequences_each_loss_reads():
+    """Chosen and rejected for DPO and IPO; SELM adds its y0 (``selm.algorithms.losses.NEEDS_GREEDY``)."""
+    acts = {loss: plan(load_recipe("zephyr_selm", [f"train.loss={loss}"]))["memory"]["activations_gb"]
+            for loss in ("dpo", "ipo", "selm")}  # fmt: skip
+    assert acts["ipo"] == acts["dpo"] and acts["selm"] == pytest.approx(1.5 * acts["dpo"])
+
+
 def test_parameter_count_matches_a_real_model(tiny_policy_dir):
     from transformers import AutoModelForCausalLM
 

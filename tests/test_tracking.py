@@ -17,14 +17,16 @@ def test_nested_runs_params_metrics_records(mlflow_home):
     recipe = load_recipe(None, ["train.loss=dpo"])
     parent = tracking.start_run(recipe, "exp", key="E")
     child = tracking.start_run(recipe, "round-1", key="E/round-1", parent_run_id=parent, tags={"round": "1"})
-    tracking.log_metrics(child, {"heldout_reward": 1.5, "pairs": 10, "note": "skipped"}, step=1)
+    tracking.log_metrics(child, {"heldout_reward": 1.5, "pairs": 10}, step=1)
+    with pytest.raises(TypeError, match="metrics must be numbers: note='skipped', timings={'a': 1.0}"):
+        tracking.log_metrics(child, {"heldout_reward": 2.0, "note": "skipped", "timings": {"a": 1.0}}, step=2)
     tracking.log_curves(child, [{"step": 0, "loss": 0.7}, {"step": 1, "loss": 0.5}], "train")
     tracking.log_records(child, [Prompt("a", "add 1 and 2")], "prompts")
     c = tracking.client()
     run = c.get_run(child)
     assert run.data.tags["mlflow.parentRunId"] == parent
     assert run.data.params["train.loss"] == "dpo"
-    assert run.data.metrics["heldout_reward"] == 1.5 and "note" not in run.data.metrics
+    assert run.data.metrics["heldout_reward"] == 1.5 and "note" not in run.data.metrics  # nothing of the bad batch
     assert [m.value for m in c.get_metric_history(child, "train/loss")] == [0.7, 0.5]
     assert [a.path for a in c.list_artifacts(child, "records")] == ["records/prompts.jsonl"]
     assert (mlflow_home / "mlflow.db").exists()

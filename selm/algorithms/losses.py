@@ -46,7 +46,10 @@ def ipo_loss(policy: Logps, ref: Logps, beta: float, alpha: float = 0.0) -> tupl
 
     L = ( h − 1/(2β) )²,  h = (log πθ(yw) − log πref(yw)) − (log πθ(yl) − log πref(yl))
 
-    β plays the role of the paper's τ: the margin h is regressed to 1/(2τ) instead of pushed to infinity.
+    β plays the role of the paper's τ: the margin h is regressed to 1/(2τ) instead of pushed to infinity. The
+    log-probs are sums over reply tokens, as in the paper's definition and like every loss here; TRL's
+    ``loss_type="ipo"`` divides each by the reply's length first, which rescales h, so the same τ is not the same
+    regularisation in the two tools.
     """
     h = (policy.chosen - ref.chosen) - (policy.rejected - ref.rejected)
     rewards = implicit_reward(policy.chosen, ref.chosen, beta), implicit_reward(policy.rejected, ref.rejected, beta)

@@ -24,6 +24,7 @@ from math import comb
 from pathlib import Path
 
 from selm import worlds
+from selm.algorithms.losses import NEEDS_GREEDY
 from selm.config import Recipe, load_recipe
 
 GB = 1024**3
@@ -65,7 +66,7 @@ def memory(recipe: Recipe, a: dict) -> dict[str, float]:
     """GB per GPU for training under DDP / ZeRO-2 / ZeRO-3 (states + activations) and for vLLM sampling."""
     p, g, t = n_params(a), recipe.hardware.gpus, recipe.train
     h, layers, vocab = a["hidden_size"], a["num_hidden_layers"], a["vocab_size"]
-    seqs = t.batch_size * (2 if t.loss == "dpo" else 3)
+    seqs = t.batch_size * (3 if t.loss in NEEDS_GREEDY else 2)  # chosen, rejected (and y0)
     per_token = (2 if t.gradient_checkpointing else 34) * h * layers + 4 * vocab
     activations = seqs * t.max_length * per_token
     kv_per_token = (
