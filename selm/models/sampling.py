@@ -157,7 +157,7 @@ class ChosenTokenLogprobs(LogitsProcessor):
     A logits processor sees step t's scores before its token is picked, and that token as the last input id at step
     t + 1: so it keeps one step's log-softmax [rows, vocabulary] and reads it there (``logprobs`` reads the last).
     Keeping every step's full scores instead (``output_scores`` + ``compute_transition_scores``) holds
-    steps × rows × vocabulary floats and cost 2.3–3× the generation time on a GPU."""
+    steps × rows × vocabulary fp32 floats to the end: 12.9 GB at 512 rows × 128 steps × 49k tokens."""
 
     def __init__(self):
         self.previous: torch.Tensor | None = None

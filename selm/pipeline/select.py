@@ -73,7 +73,6 @@ def certainty_scores(
     from selm.models.logprobs import batched_sequence_logprobs
 
     models = models or ModelCache()
-
     prompts = [samples.prompt_tokens[c.prompt_id] for c in cands for _ in (0, 1)]
     replies = [samples.completions[i].token_ids for c in cands for i in (c.a, c.b)]
     logps = {}
