@@ -2,7 +2,7 @@
 
     pip install -e '.[bench]'      # TRL, for this benchmark only
     python benchmarks/train_throughput.py [--model smollm2-135m-instruct] [--pairs 32] [--reply-tokens 48]
-        [--batch 4] [--precision fp32,bf16] [--repeats 3]
+        [--batch 4] [--precision fp32,bf16] [--checkpointing off,on] [--repeats 3] [--tools trl,selm,trl-defaults]
 
 Pairs are UltraFeedback prompts with their chosen / rejected replies cut to ``--reply-tokens`` tokens
 ($SELM_DATA_DIR/prompt_pool; generated English text without the data), rendered with the model's chat template and
@@ -12,7 +12,10 @@ epoch of plain DPO (β 0.1, AdamW, cosine with 10 % warm-up, clipping at 1); eac
 resident memory is that process's), TRL and selm alternate ``--repeats`` times and the medians are compared.
 Also printed: the largest difference between the two reference log-probs and the step-0 losses (log 2 for both
 when the log-probs agree). "selm+y0" is selm's SELM loss, which also scores the reference's greedy reply (here
-another pair's rejected reply). Run it alone on the machine: a second heavy process distorts every number.
+another pair's rejected reply). Both sides run at the same precision and gradient checkpointing (``--checkpointing``);
+"trl-defaults" is TRL as a user gets it (``DPOConfig`` turns bf16 autocast and gradient checkpointing on). On a GPU
+both train there and the peak is ``torch.cuda.max_memory_allocated``. Run it alone on the machine: a second heavy
+process distorts every number.
 """
 
 from __future__ import annotations
@@ -57,14 +60,19 @@ def cut_replies(records: list[dict], tokenizer, tokens: int) -> list[dict]:
     return records
 
 
-def trl_trainer(model, tokenizer, records, batch: int, precision: str, out: str):
+def trl_trainer(model, tokenizer, records, batch: int, precision: str | None, checkpointing: bool | None, out: str):
+    """TRL's DPOTrainer at ``precision`` and ``checkpointing``; None leaves TRL's own default (``DPOConfig``: bf16
+    and gradient checkpointing on)."""
+    import torch
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    settings = {} if precision is None else {"bf16": precision == "bf16"}
+    settings |= {} if checkpointing is None else {"gradient_checkpointing": checkpointing}
     args = DPOConfig(
         output_dir=out, per_device_train_batch_size=batch, num_train_epochs=1, precompute_ref_log_probs=True,
-        logging_steps=1, report_to=[], save_strategy="no", bf16=precision == "bf16", use_cpu=True, max_length=None,
-        lr_scheduler_type="cosine", warmup_steps=WARMUP, disable_tqdm=True, seed=0, **DPO,
+        logging_steps=1, report_to=[], save_strategy="no", use_cpu=not torch.cuda.is_available(), max_length=None,
+        lr_scheduler_type="cosine", warmup_steps=WARMUP, disable_tqdm=True, seed=0, **settings, **DPO,
     )  # fmt: skip
     return DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer)
 
@@ -77,13 +85,17 @@ def worker(args) -> None:
 
     spec = json.loads(Path(args.spec).read_text())
     model, tokenizer = load_policy(spec["path"])
+    if torch.cuda.is_available():
+        model.cuda()
     ids = spec["ids"]
     tokens = sum(len(p) * 2 + len(c) + len(r) for p, c, r in zip(ids["prompt"], ids["chosen"], ids["rejected"]))
     t0 = time.perf_counter()
-    if args.worker == "trl":
+    if args.worker in ("trl", "trl-defaults"):
+        equal = args.worker == "trl"  # "trl-defaults": TRL as a user gets it
+        precision, checkpointing = (spec["precision"], spec["checkpointing"]) if equal else (None, None)
         with tempfile.TemporaryDirectory() as out:
             os.environ["HF_DATASETS_CACHE"] = out  # no reference log-probs cached from an earlier run
-            trainer = trl_trainer(model, tokenizer, spec["records"], spec["batch"], spec["precision"], out)
+            trainer = trl_trainer(model, tokenizer, spec["records"], spec["batch"], precision, checkpointing, out)
             assert list(trainer.train_dataset["prompt_ids"]) == ids["prompt"], "TRL tokenized the pairs differently"
             trainer.train()
         loss0 = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
@@ -100,10 +112,14 @@ def worker(args) -> None:
         ]  # fmt: skip
         loss = "selm" if args.worker == "selm+y0" else "dpo"
         cfg = Train(loss=loss, alpha=1e-3, epochs=1, batch_size=spec["batch"], precision=spec["precision"],
-                    max_length=4096, max_prompt_length=4096, warmup_ratio=WARMUP, **DPO)  # fmt: skip
+                    gradient_checkpointing=spec["checkpointing"], max_length=4096, max_prompt_length=4096,
+                    warmup_ratio=WARMUP, **DPO)  # fmt: skip
         loss0 = train_preferences(model, tokenizer, pairs, cfg, round=1).steps[0]["loss"]
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if torch.cuda.is_available():  # the GPU's peak, else the process's resident memory (KiB on Linux)
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = len(ids["prompt"])
     print(json.dumps(dict(tool=args.worker, seconds=seconds, pairs_per_s=n / seconds, tokens_per_s=tokens / seconds,
                           peak_mib=peak, loss0=loss0, threads=torch.get_num_threads())))  # fmt: skip
@@ -121,7 +137,7 @@ def prepare(args, path: str, workdir: Path) -> tuple[Path, float]:
     model, tokenizer = load_policy(path)
     records = cut_replies(texts(args.pairs), tokenizer, args.reply_tokens)
     os.environ["HF_DATASETS_CACHE"] = str(workdir)
-    ds = trl_trainer(model, tokenizer, records, args.batch, "fp32", str(workdir)).train_dataset
+    ds = trl_trainer(model, tokenizer, records, args.batch, "fp32", False, str(workdir)).train_dataset
     ids = {k: list(ds[f"{k}_ids"]) for k in ("prompt", "chosen", "rejected")}
     pairs = [PreferencePair(str(i), p, c, r, r, "", "", 1.0, 0.0, 1, "bench", "bench")
              for i, (p, c, r) in enumerate(zip(ids["prompt"], ids["chosen"], ids["rejected"]))]  # fmt: skip
@@ -140,8 +156,9 @@ def main() -> None:
     ap.add_argument("--reply-tokens", type=int, default=48)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--precision", default="fp32,bf16")
+    ap.add_argument("--checkpointing", default="off", help="gradient checkpointing on both sides: off, on or off,on")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--tools", default="trl,selm,selm+y0")
+    ap.add_argument("--tools", default="trl,selm,selm+y0", help="also trl-defaults: TRL at its own defaults")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -159,26 +176,34 @@ def main() -> None:
               f"tokens, replies {statistics.mean(map(len, ids['chosen'] + ids['rejected'])):.0f} tokens (mean), "
               f"batch {args.batch}; max |Δ| reference log-prob selm vs TRL (fp32): {diff:.2e}")  # fmt: skip
         print(f'machine: {detect("cpu").describe()} ("auto" = {resolve("auto", "cpu")})')
-        print(f"{'precision':>9} {'tool':>8} {'pairs/s':>8} {'tokens/s':>9} {'peak MiB':>9} {'step-0 loss':>12}  runs")
+        print(f"{'precision':>9} {'ckpt':>4} {'tool':>12} {'pairs/s':>8} {'tokens/s':>9} {'peak MiB':>9} "
+              f"{'step-0 loss':>12}  runs")  # fmt: skip
         for precision in args.precision.split(","):
-            s = json.loads(spec.read_text())
-            spec.write_text(json.dumps({**s, "precision": precision}))
-            runs: dict[str, list[dict]] = {t: [] for t in args.tools.split(",")}
-            for r in range(args.repeats):
-                for tool in runs if r % 2 == 0 else reversed(runs):  # alternate the order
-                    cmd = [sys.executable, __file__, "--worker", tool, "--spec", str(spec)]
-                    line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()
-                    runs[tool].append(json.loads(line[-1]))
-            for tool, rs in runs.items():
-                med = {k: statistics.median(x[k] for x in rs) for k in ("pairs_per_s", "tokens_per_s", "peak_mib")}
-                print(f"{precision:>9} {tool:>8} {med['pairs_per_s']:>8.2f} {med['tokens_per_s']:>9.0f} "
-                      f"{med['peak_mib']:>9.0f} {rs[0]['loss0']:>12.6f}  "
-                      + " ".join(f"{x['pairs_per_s']:.2f}" for x in rs))  # fmt: skip
-            if "trl" in runs:
-                trl = statistics.median(x["pairs_per_s"] for x in runs["trl"])
-                for tool in (t for t in runs if t != "trl"):
-                    ratio = statistics.median(x["pairs_per_s"] for x in runs[tool]) / trl
-                    print(f"{precision:>9} {tool} / TRL pairs/s: {ratio:.2f}x")
+            for checkpointing in args.checkpointing.split(","):
+                group = f"{precision:>9} {checkpointing:>4}"
+                s = json.loads(spec.read_text())
+                spec.write_text(json.dumps({**s, "precision": precision, "checkpointing": checkpointing == "on"}))
+                timed(args, spec, group)
+
+
+def timed(args, spec: Path, group: str) -> None:
+    """``args.repeats`` runs of each tool, in turn (the order alternating), each a fresh process; medians and the
+    ratios to TRL at the same settings. "trl-defaults" is TRL at its own bf16 / checkpointing defaults."""
+    runs: dict[str, list[dict]] = {t: [] for t in args.tools.split(",")}
+    for r in range(args.repeats):
+        for tool in runs if r % 2 == 0 else reversed(runs):
+            cmd = [sys.executable, __file__, "--worker", tool, "--spec", str(spec)]
+            line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()
+            runs[tool].append(json.loads(line[-1]))
+    for tool, rs in runs.items():
+        med = {k: statistics.median(x[k] for x in rs) for k in ("pairs_per_s", "tokens_per_s", "peak_mib")}
+        print(f"{group} {tool:>12} {med['pairs_per_s']:>8.2f} {med['tokens_per_s']:>9.0f} {med['peak_mib']:>9.0f} "
+              f"{rs[0]['loss0']:>12.6f}  " + " ".join(f"{x['pairs_per_s']:.2f}" for x in rs))  # fmt: skip
+    for base in (b for b in ("trl", "trl-defaults") if b in runs):
+        theirs = statistics.median(x["pairs_per_s"] for x in runs[base])
+        for tool in (t for t in runs if not t.startswith("trl")):
+            ratio = statistics.median(x["pairs_per_s"] for x in runs[tool]) / theirs
+            print(f"{group} {tool} / {base} pairs/s: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
