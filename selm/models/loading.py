@@ -31,11 +31,10 @@ PACKAGED_GGUF = {
 LOADS: Counter[tuple[str, str]] = Counter()
 
 
-def load_policy(path: str | Path, dtype="float32", device: str = "cpu"):
-    """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub), with the
-    weights in ``dtype``: a torch dtype, its name ("bfloat16", "bf16", …) or "auto" (the precision this machine's
-    ``device`` computes natively: ``selm.models.precision``). The model stays on the CPU it loads on; ``device``
-    only decides "auto"."""
+def load_policy(path: str | Path, dtype="float32"):
+    """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub), on the CPU,
+    with the weights in ``dtype``: a torch dtype, its name ("bfloat16", "bf16", …) or "auto" (what this machine's
+    CPU computes natively: ``selm.models.precision``). ``selm.models.cache`` places a step's models on its device."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -45,7 +44,7 @@ def load_policy(path: str | Path, dtype="float32", device: str = "cpu"):
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
-    dtype = getattr(torch, resolve(dtype, device)) if isinstance(dtype, str) else dtype
+    dtype = getattr(torch, resolve(dtype, "cpu")) if isinstance(dtype, str) else dtype
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     LOADS[str(path), str(dtype).removeprefix("torch.")] += 1
     model.eval()

@@ -62,9 +62,8 @@ def _cpu_native_bf16() -> bool:
     architectures (Arm with BF16 extensions): oneDNN's check, which reads the instructions there."""
     import torch
 
-    cpu = getattr(torch, "cpu", None)
-    if platform.machine().lower() in ("x86_64", "amd64") and hasattr(cpu, "_is_avx512_bf16_supported"):
-        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    if platform.machine().lower() in ("x86_64", "amd64") and hasattr(torch.cpu, "_is_avx512_bf16_supported"):
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
