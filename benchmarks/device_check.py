@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from selm import worlds
 from selm.config import load_recipe
 from selm.models.cache import ModelCache
 from selm.models.logprobs import batched_sequence_logprobs, pack_shared, shared_prompt_logprobs
@@ -26,45 +25,29 @@ from selm.models.precision import compute_device, detect, resolve
 
 
 def round_on_device(out: Path) -> dict:
-    """sample → select → judge → train → evaluate + diagnostics of round 1, one ``ModelCache`` per step."""
-    from selm.pipeline.evaluate import evaluate_all
-    from selm.pipeline.explore import diagnostics
-    from selm.pipeline.judge import judge_and_pair
+    """sample → select → judge → train → evaluate + diagnostics of round 1 through the round runtime, one
+    ``ModelCache`` per step (as RoundFlow's steps)."""
+    from selm.pipeline import runtime
+    from selm.pipeline.components import Components
     from selm.pipeline.policy import initial_policy_path
-    from selm.pipeline.sample import sample
-    from selm.pipeline.select import select_comparisons
-    from selm.pipeline.train import train
 
     overrides = ["world.train_prompts_per_round=256", "world.heldout_prompts=200", "judge.cache=off",
                  "eval.lm_eval.tasks=[]", "eval.mt_bench.enabled=false", "eval.alpaca_eval.enabled=false"]  # fmt: skip
     recipe = load_recipe(None, overrides)
-    policy, new = initial_policy_path(recipe), str(out / "round-1")
-    prompts, seconds, devices = worlds.of(recipe).train_prompts(recipe, 1), {}, set()
-
-    def step(name, fn):
+    policy = initial_policy_path(recipe)
+    state = runtime.begin(Components(recipe), 1, "device-check", policy, policy, out / "round-1")
+    seconds, devices = {}, set()
+    for stage in runtime.STAGES:
         models, t0 = ModelCache(), time.perf_counter()
-        result = fn(models)
-        seconds[name] = round(time.perf_counter() - t0, 2)
+        state = stage(state, Components(recipe, models))
+        seconds[stage.__name__.removeprefix("run_")] = round(time.perf_counter() - t0, 2)
         devices.update(str(models.get(*key)[0].device) for key in models.loaded())
-        return result
-
-    samples = step("sample", lambda m: sample(policy, prompts, recipe, 1, "sft", m))
-    selection = step("select", lambda m: select_comparisons(samples, recipe, policy, policy, 1, m))
-    judged = judge_and_pair(prompts, samples, selection, recipe, 1)
-    step("train", lambda m: train(policy, judged.pairs, recipe, 1, Path(new), m))
-
-    def evaluate(m):
-        ev = evaluate_all(new, recipe, 1, "round-1", m)
-        heldout = (ev.completions, ev.judgments)
-        return ev, diagnostics(new, policy, samples, selection, judged.judgments, heldout, recipe, 1, m)
-
-    ev, explore = step("evaluate", evaluate)
     return {
         "seconds": seconds,
         "model_devices": sorted(devices),
-        "pairs": len(judged.pairs),
-        "heldout_reward": round(ev.metrics["heldout_reward"], 4),
-        "explore_kl": round(explore["explore_kl"], 4),
+        "pairs": len(state.pairs),
+        "heldout_reward": round(state.metrics["heldout_reward"], 4),
+        "explore_kl": round(state.metrics["explore_kl"], 4),
     }
 
 

@@ -26,8 +26,8 @@ import tempfile
 
 from selm.algorithms.statistics import mean_and_se
 from selm.config import load_recipe
+from selm.pipeline.components import metric_names
 from selm.pipeline.experiment import run_experiment
-from selm.pipeline.judge import metric_names
 from selm.report import plots
 
 

@@ -100,7 +100,9 @@ def _find_run(client, ident: str):
             from metaflow import Run, namespace
 
             namespace(None)
-            return client.get_run(Run(ident)["start"].task.data.mlflow_run)
+            task = Run(ident)["start"].task
+            if task is not None:
+                return client.get_run(task.data.mlflow_run)
         except Exception:  # not in this folder's Metaflow datastore: fall back to the tag below
             pass
     experiments = [e.experiment_id for e in client.search_experiments()]

@@ -8,8 +8,10 @@ Usually launched by SELMFlow (one run per round); also runs alone for debugging:
 
     python flows/round_flow.py run --round 1
 
-Each step loads its inputs, calls one function of ``selm.pipeline``, keeps its result as artifacts, and hands it to
-``selm.report.rounds``, which logs it to MLflow and renders the step's card. ``@resources`` says what a real-scale
+Each step takes the round's state (``selm.pipeline.runtime.RoundState``, one Metaflow artifact), runs one stage on
+it with the step's own components (world, judges, models: each built once, on the step's device), keeps the state,
+and renders the step's card (``selm.report.rounds``). No step imports MLflow: SELMFlow logs the finished round and
+registers its policy from its own process (a round run alone does it in ``end``). ``@resources`` says what a real-scale
 run needs (the recipe's ``[resources]``, handed over as the Config ``resources``:
 ``--config-value resources '{"train": {"gpu": 8, ...}}'`` when run alone); local runs ignore it.
 """
@@ -29,22 +31,26 @@ def parse_resources(text: str) -> dict:
 
 
 class RoundFlow(FlowSpec):
+    # Parameters are annotated with the values the steps read (Metaflow's stubs type them as Parameter objects)
     step_resources = Config("resources", default_value="{}", parser=parse_resources)
-    recipe_json = Parameter("recipe_json", default="", help="Resolved recipe as JSON (SELMFlow passes it)")
-    recipe = Parameter("recipe", default="tiny_selm", help="Recipe name or .toml path, used when recipe_json is empty")
-    round = Parameter("round", default=1, type=int, help="Round index, 1-based")
-    policy = Parameter("policy", default="", help="Policy at the start of the round (also the reference)")
-    reference = Parameter("reference", default="", help="The policy's own reference (APL certainty); default: policy")
-    experiment = Parameter("experiment", default="", help="Experiment id (output folder); defaults to this run")
-    mlflow_parent = Parameter("mlflow_parent", default="", help="MLflow parent run id of the experiment")
+    recipe_json: str = Parameter("recipe_json", default="", help="Resolved recipe as JSON (SELMFlow passes it)")  # type: ignore[assignment]
+    recipe: str = Parameter(
+        "recipe", default="tiny_selm", help="Recipe name or .toml path, used when recipe_json is empty"
+    )  # type: ignore[assignment]
+    round: int = Parameter("round", default=1, type=int, help="Round index, 1-based")  # type: ignore[assignment]
+    policy: str = Parameter("policy", default="", help="Policy at the start of the round (also the reference)")  # type: ignore[assignment]
+    reference: str = Parameter(
+        "reference", default="", help="The policy's own reference (APL certainty); default: policy"
+    )  # type: ignore[assignment]
+    experiment: str = Parameter("experiment", default="", help="Experiment id (output folder); defaults to this run")  # type: ignore[assignment]
+    mlflow_parent: str = Parameter("mlflow_parent", default="", help="MLflow parent run id of the experiment")  # type: ignore[assignment]
 
     @card(type="blank")
     @step
     def start(self):
-        """Validate the recipe, pick this round's prompts and open the round's MLflow run."""
-        from selm import tracking, worlds
+        """Validate the recipe and pick this round's prompts: the round's state (``selm.pipeline.runtime``)."""
         from selm.config import load_recipe, recipe_from_json
-        from selm.pipeline import preflight
+        from selm.pipeline import preflight, runtime
         from selm.pipeline.policy import initial_policy_path, round_dir
         from selm.report import rounds as report
 
@@ -53,27 +59,12 @@ class RoundFlow(FlowSpec):
         else:  # run alone: checked here; benchmarks whose data is absent are skipped, as SELMFlow does
             checked = preflight.check(load_recipe(self.recipe))
             self.config, skipped = checked.recipe, checked.skipped
-        self.experiment_id = self.experiment or f"RoundFlow-{current.run_id}"
-        self.policy_in = self.policy or initial_policy_path(self.config)
-        self.reference_in = self.reference or self.policy_in
-        self.policy_in_name = f"round-{self.round - 1}" if self.round > 1 else "sft"
-        self.prompts = worlds.of(self.config).train_prompts(self.config, self.round)
-        self.out_dir = str(round_dir(self.config, self.experiment_id, self.round))
-        self.mlflow_run = tracking.start_run(  # found again if a killed start had opened it
-            self.config,
-            f"round-{self.round}",
-            key=f"{self.experiment_id}/round-{self.round}",
-            parent_run_id=self.mlflow_parent or None,
-            tags={
-                "round": str(self.round),
-                "selm_experiment": self.experiment_id,
-                "metaflow_run": current.pathspec.rsplit("/", 2)[0],
-            },
-        )
-        self.timings = {}
-        report.start(
-            current.card, self.round, self.experiment_id, self.policy_in, self.prompts, self.mlflow_run, skipped
-        )
+        experiment = self.experiment or f"RoundFlow-{current.run_id}"
+        policy = self.policy or initial_policy_path(self.config)
+        out_dir = round_dir(self.config, experiment, self.round)
+        parts = runtime.Components(self.config)
+        self.state = runtime.begin(parts, self.round, experiment, policy, self.reference or policy, out_dir)
+        report.start(current.card, self.state, skipped)
         self.next(self.sample)
 
     @resources(gpu=step_resources.sample.gpu, cpu=step_resources.sample.cpu, memory=step_resources.sample.memory)
@@ -81,13 +72,11 @@ class RoundFlow(FlowSpec):
     @step
     def sample(self):
         """n replies per prompt from the policy, and its greedy reply y0 (SELM's optimism term)."""
-        from selm.pipeline.sample import sample
-        from selm.progress import timed
+        from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        with timed(self.timings, "sample"):
-            self.samples = sample(self.policy_in, self.prompts, self.config, self.round, self.policy_in_name)
-        report.samples(current.card, self.mlflow_run, self.samples, self.prompts, self.timings)
+        self.state = runtime.run_sample(self.state, runtime.Components(self.config))
+        report.samples(current.card, self.state)
         self.next(self.select)
 
     @resources(gpu=step_resources.select.gpu, cpu=step_resources.select.cpu, memory=step_resources.select.memory)
@@ -95,16 +84,11 @@ class RoundFlow(FlowSpec):
     @step
     def select(self):
         """Choose which comparisons the judge labels: every sample, or an APL acquisition under a label budget."""
-        from selm.pipeline.select import select_comparisons
-        from selm.progress import timed
+        from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        with timed(self.timings, "select"):
-            self.selection = select_comparisons(
-                self.samples, self.config, self.policy_in, self.reference_in, self.round
-            )
-        n_replies = len(self.samples.completions)
-        report.selection(current.card, self.mlflow_run, self.selection, self.prompts, n_replies, self.timings)
+        self.state = runtime.run_select(self.state, runtime.Components(self.config))
+        report.selection(current.card, self.state)
         self.next(self.judge)
 
     @resources(gpu=step_resources.judge.gpu, cpu=step_resources.judge.cpu, memory=step_resources.judge.memory)
@@ -112,15 +96,11 @@ class RoundFlow(FlowSpec):
     @step
     def judge(self):
         """Label the selected replies on each objective (cached), then pair best vs worst per prompt."""
-        from selm.pipeline.judge import judge_and_pair
-        from selm.progress import timed
+        from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        with timed(self.timings, "judge"):
-            judged = judge_and_pair(self.prompts, self.samples, self.selection, self.config, self.round)
-        self.judgments, self.pairs = judged.judgments, judged.pairs
-        self.judge_usage, self.train_metrics = judged.usage, judged.metrics
-        report.judged(current.card, self.mlflow_run, judged, self.timings)
+        self.state = runtime.run_judge(self.state, runtime.Components(self.config))
+        report.judged(current.card, self.state)
         self.next(self.train)
 
     @resources(gpu=step_resources.train.gpu, cpu=step_resources.train.cpu, memory=step_resources.train.memory)
@@ -128,17 +108,11 @@ class RoundFlow(FlowSpec):
     @step
     def train(self):
         """DPO / SELM on the pairs, reference = the policy at the start of the round; atomic checkpoint."""
-        from pathlib import Path
-
-        from selm.pipeline.train import train
-        from selm.progress import timed
+        from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        self.policy_out = str(Path(self.out_dir) / "policy")
-        with timed(self.timings, "train"):
-            history = train(self.policy_in, self.pairs, self.config, self.round, Path(self.policy_out))
-        self.train_history, self.train_summary = history.steps, history.summary()
-        report.training(current.card, self.mlflow_run, history, self.config.train.loss, self.round, self.timings)
+        self.state = runtime.run_train(self.state, runtime.Components(self.config))
+        report.training(current.card, self.state, self.config.train.loss)
         self.next(self.evaluate)
 
     @resources(gpu=step_resources.evaluate.gpu, cpu=step_resources.evaluate.cpu, memory=step_resources.evaluate.memory)
@@ -147,55 +121,27 @@ class RoundFlow(FlowSpec):
     def evaluate(self):
         """Held-out reward of the new policy, per objective, with standard errors; the enabled benchmarks; and the
         exploration diagnostics (how far the policy moved from its reference, how varied the round's samples were)."""
-        from selm.models.cache import ModelCache
-        from selm.pipeline.evaluate import evaluate_all
-        from selm.pipeline.explore import diagnostics
-        from selm.progress import timed
+        from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        models = ModelCache()  # the new policy and its reference, each loaded once for both
-        evaluation = evaluate_all(self.policy_out, self.config, self.round, f"round-{self.round}", models)
-        self.eval_metrics, self.eval_scores = evaluation.metrics, evaluation.scores
-        self.timings |= evaluation.timings
-        report.evaluation(current.card, self.mlflow_run, evaluation)
-        with timed(self.timings, "diagnostics"):
-            self.explore_metrics = diagnostics(
-                self.policy_out,
-                self.policy_in,
-                self.samples,
-                self.selection,
-                self.judgments,
-                (evaluation.completions, evaluation.judgments),
-                self.config,
-                self.round,
-                models,
-            )
-        report.exploration(current.card, self.mlflow_run, self.explore_metrics)
+        self.state = runtime.run_evaluate(self.state, runtime.Components(self.config))
+        report.evaluation(current.card, self.state)
         self.next(self.end)
 
     @card(type="blank")
     @step
     def end(self):
-        """Register the round's policy (aliases <experiment>-round-k, champion) and close the MLflow run."""
-        from selm import tracking
+        """``metrics`` and ``policy_out`` for SELMFlow, which logs the round to MLflow and registers its policy; a
+        round run alone (no ``mlflow_parent``) does both here (``selm.report.rounds.to_mlflow``)."""
         from selm.report import rounds as report
 
-        self.metrics = {
-            **self.train_metrics,
-            **self.judge_usage,
-            "labels": self.selection.labels,
-            **self.eval_metrics,
-            **self.explore_metrics,
-            **self.train_summary,
-            **self.timings,
-            "pairs": len(self.pairs),
-            "round": self.round,
-        }
-        self.registered = tracking.register_policy(
-            self.mlflow_run, self.policy_out, self.config, self.round, self.eval_metrics, self.experiment_id
-        )
-        tracking.finish_run(self.mlflow_run)
-        report.end(current.card, self.round, self.policy_out, self.registered, self.metrics)
+        self.metrics, self.policy_out = self.state.metrics, self.state.policy_out
+        self.eval_scores = self.state.evaluation.scores if self.state.evaluation else {}
+        report.end(current.card, self.state)
+        if not self.mlflow_parent:
+            pathspec = str(current.pathspec).rsplit("/", 2)[0]
+            self.mlflow_run, self.registered = report.to_mlflow(self.config, self.state, None, pathspec)
+            report.registered(current.card, self.mlflow_run, self.registered)
 
 
 if __name__ == "__main__":

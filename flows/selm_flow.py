@@ -22,8 +22,9 @@ ROUND_FLOW = Path(__file__).resolve().parent / "round_flow.py"
 
 
 class SELMFlow(FlowSpec):
-    recipe = Parameter("recipe", default="tiny_selm", help="Shipped recipe name (selm/recipes) or path to a .toml")
-    overrides = Parameter("overrides", default="", help='Space-separated section.key=value, e.g. "train.loss=dpo"')
+    # Parameters are annotated with the values the steps read (Metaflow's stubs type them as Parameter objects)
+    recipe: str = Parameter("recipe", default="tiny_selm", help="Shipped recipe name (selm/recipes) or path to a .toml")  # type: ignore[assignment]
+    overrides: str = Parameter("overrides", default="", help='Space-separated section.key=value, e.g. "train.loss=dpo"')  # type: ignore[assignment]
 
     @card(type="blank")
     @step
@@ -36,16 +37,18 @@ class SELMFlow(FlowSpec):
         from selm.config import load_recipe
         from selm.orchestration import experiment_of
         from selm.pipeline import preflight
+        from selm.pipeline.components import Components
         from selm.pipeline.evaluate import evaluate_all
         from selm.pipeline.policy import initial_policy_path, resolved_precisions
         from selm.progress import timed
         from selm.report import experiment as report
 
-        self.experiment_id = experiment_of(current.run_id, current.tags)  # the same for every resume
+        self.experiment_id = experiment_of(str(current.run_id), current.tags)  # the same for every resume
         # checked again here (the command line checked it before `run`): a resume re-executes start without that
         # check, and the step needs the recipe to run — the one with the benchmarks whose data is absent left out
         checked = preflight.check(load_recipe(self.recipe, shlex.split(self.overrides)))
-        self.config, self.skipped, self.timings = checked.recipe, checked.skipped, {}
+        self.config, self.skipped = checked.recipe, checked.skipped
+        self.timings: dict[str, float] = {}
         with timed(self.timings, "initial_policy"):
             self.policy = initial_policy_path(self.config)
         self.precisions = resolved_precisions(self.config)  # what "auto" means on this machine (params, card, log)
@@ -53,7 +56,7 @@ class SELMFlow(FlowSpec):
             tags={"metaflow_run": f"SELMFlow/{current.run_id}", "selm_experiment": self.experiment_id},
             params=self.precisions)  # fmt: skip
         with tracking.failed_on_error(self.mlflow_run):
-            round0 = evaluate_all(self.policy, self.config, 0, "sft")
+            round0 = evaluate_all(Components(self.config), self.policy, 0, "sft")
         report.start(current.card, self.mlflow_run, self.recipe, self.config, self.experiment_id, self.policy,
                      round0, self.skipped, self.timings["time_initial_policy_s"], self.precisions)  # fmt: skip
         # round 1's policy is its own reference
@@ -61,13 +64,15 @@ class SELMFlow(FlowSpec):
         self.first_scores = self.last_scores = round0.scores  # per-prompt values: the paired comparison at the end
         self.next(self.run_round)
 
-    @card(type="blank", refresh_interval=5)
+    @card(type="blank", refresh_interval=5)  # type: ignore[call-overload]  # the stubs omit refresh_interval
     @step
     def run_round(self):
-        """Run (or reuse, or resume) the RoundFlow run of round ``self.round``, then loop or finish."""
+        """Run (or reuse, or resume) the RoundFlow run of round ``self.round``, log it to MLflow and register its
+        policy, then loop or finish."""
         from selm import tracking
         from selm.orchestration import run_round_flow
         from selm.report import experiment as report
+        from selm.report.rounds import to_mlflow
 
         round_key = f"{self.experiment_id}/round-{self.round}"
         tracking.reopen(self.mlflow_run, tracking.find_run(self.config, round_key))  # a resumed round runs again
@@ -78,14 +83,17 @@ class SELMFlow(FlowSpec):
             child = run_round_flow(
                 ROUND_FLOW, self.experiment_id, self.round, params, self.config.resources.model_dump()
             )
-        data = child["end"].task.data
-        self.reference, self.policy = self.policy, data.policy_out  # next round's policy and its own reference
-        self.rounds, self.last_scores = self.rounds + [data.metrics], data.eval_scores
+            state = child["end"].task.data.state  # the round, logged here: this process holds MLflow already
+            round_run, registered = to_mlflow(self.config, state, self.mlflow_run, child.pathspec)
+        self.reference, self.policy = self.policy, state.policy_out  # next round's policy and its own reference
+        self.rounds = self.rounds + [state.metrics]
+        self.last_scores = state.evaluation.scores if state.evaluation else {}
         self.round_runs = self.round_runs + [child.pathspec]
-        report.round_done(current.card, self.mlflow_run, self.config, self.round, child.pathspec, self.rounds)
+        report.round_done(current.card, self.mlflow_run, self.config, self.round, child.pathspec, self.rounds,
+                          round_run, registered)  # fmt: skip
         self.round += 1
         self.next_step = "run_round" if self.round <= self.config.experiment.rounds else "end"
-        self.next({"run_round": self.run_round, "end": self.end}, condition="next_step")
+        self.next({"run_round": self.run_round, "end": self.end}, condition="next_step")  # type: ignore[arg-type]
 
     @card(type="blank")
     @step

@@ -9,12 +9,13 @@ records as params and what each round receives.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 DEFAULT_RECIPE = "tiny_selm"
 
@@ -35,6 +36,25 @@ PositiveFloatOrPerRound = Annotated[
     Annotated[PositiveFloat, Tag(_SCALAR)] | Annotated[list[PositiveFloat], Tag(_PER_ROUND)],
     Discriminator(_scalar_or_list),
 ]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What a preference loss reads besides the chosen and rejected replies: y0 (the reference's greedy reply), and
+    its own hyperparameters — the ``train.*`` keys passed to it by name. The functions themselves are
+    ``selm.algorithms.losses.LOSSES`` (torch); this table is what config validation, the trainer and the memory
+    planner read without loading torch."""
+
+    reads_greedy: bool
+    hyperparameters: tuple[str, ...]
+
+
+#: ``train.loss`` → its spec: the one list of the losses a recipe may name
+LOSS_SPECS: dict[str, LossSpec] = {
+    "dpo": LossSpec(reads_greedy=False, hyperparameters=("beta",)),
+    "ipo": LossSpec(reads_greedy=False, hyperparameters=("beta",)),
+    "selm": LossSpec(reads_greedy=True, hyperparameters=("beta", "alpha")),
+}
 
 
 class Section(BaseModel):
@@ -161,9 +181,9 @@ class LoRA(Section):
 
 
 class Train(Section):
-    loss: Literal["selm", "dpo", "ipo"] = "selm"  # selm.algorithms.losses.LOSSES
+    loss: str = "selm"  # a key of LOSS_SPECS
     beta: float = Field(0.1, gt=0)
-    alpha: float = Field(1e-3, ge=0)  # SELM optimism weight; ignored by dpo
+    alpha: float = Field(1e-3, ge=0)  # SELM's optimism weight (read by the losses whose spec names it)
     #: one learning rate for every round, or one per round (the paper decays it across iterations); each > 0
     learning_rate: PositiveFloatOrPerRound = 1e-3
     epochs: int = Field(2, ge=1)
@@ -187,6 +207,21 @@ class Train(Section):
     #: tokens per sequence: the prompt keeps its last max_prompt_length tokens, each reply is cut to fit max_length
     max_length: int = Field(1024, ge=2)
     max_prompt_length: int = Field(512, ge=1)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        if name not in LOSS_SPECS:
+            raise ValueError(f"no such loss {name!r}; one of {', '.join(sorted(LOSS_SPECS))}")
+        return name
+
+    @property
+    def loss_spec(self) -> LossSpec:
+        return LOSS_SPECS[self.loss]
+
+    def loss_hyperparameters(self) -> dict[str, float]:
+        """The values of this loss's own hyperparameters, by name (what ``LOSSES[loss]`` takes after the log-probs)."""
+        return {name: getattr(self, name) for name in self.loss_spec.hyperparameters}
 
     def lr_for(self, round: int) -> float:
         return self.learning_rate if isinstance(self.learning_rate, float) else self.learning_rate[round - 1]

@@ -27,8 +27,9 @@ import re
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 FLOW = "SELMFlow"
 EXPERIMENT_TAG = "selm_experiment:"
@@ -86,20 +87,23 @@ def run_round_flow(
     failed round's log is printed."""
     import asyncio
 
-    from metaflow import Runner
-
     tags = [f"{EXPERIMENT_TAG}{experiment_id}", f"round:{round}"]
+    configs: dict[str, Any] = {}  # the Config of a new run (a resumed one keeps its own)
     previous = latest_round_run(experiment_id, round)
     if previous is not None and previous.successful:
         print(f"round {round}: reusing finished run {previous.pathspec}")
         return previous
     if previous is not None:  # a resumed run keeps the Config of the run it resumes (Metaflow refuses a new one)
         print(f"round {round}: resuming unfinished run {previous.pathspec}")
-        runner, launch = Runner(str(flow_file)), dict(method="async_resume", origin_run_id=previous.id, tags=tags)
+        launch = dict(method="async_resume", origin_run_id=previous.id, tags=tags)
     else:
-        configs = {"config_value": [("resources", resources)]} if resources is not None else {}
-        runner, launch = Runner(str(flow_file), **configs), dict(method="async_run", tags=tags, **params)
-    run, log = asyncio.run(_follow(runner, f"round {round}", **launch))
+        if resources is not None:
+            configs["config_value"] = [("resources", resources)]
+        launch = dict(method="async_run", tags=tags, **params)
+    with _typing_kept():
+        from metaflow import Runner
+
+        run, log = asyncio.run(_follow(Runner(str(flow_file), **configs), f"round {round}", **launch))
     if not run.successful:
         print("\n".join(log.splitlines()[-40:]), file=sys.stderr)
         raise RoundFailed(
@@ -107,6 +111,25 @@ def run_round_flow(
             "fix the cause and run `python flows/selm_flow.py resume`"
         )
     return run
+
+
+@contextmanager
+def _typing_kept():
+    """Undo what Metaflow's ``Runner`` does to ``typing`` while it runs.
+
+    The Runner loads Metaflow's vendored, older ``typing_extensions``, which replaces ``typing._collect_parameters``
+    with a version that rejects the real ``typing_extensions``' type-parameter defaults: every later class such as
+    ``Generic[_T0, _T1]`` with a default (torch.export, transformers' configs) then fails to import
+    (Netflix/metaflow#2462). Putting the process's own function back lets the step that launched a round load torch
+    afterwards, to register the round's policy."""
+    import typing
+
+    before = getattr(typing, "_collect_parameters", None)
+    try:
+        yield
+    finally:
+        if before is not None:
+            typing._collect_parameters = before  # type: ignore[attr-defined]
 
 
 _STEP_STARTS = re.compile(r"\[[^/\]]+/(\w+)/\d+ \(pid \d+\)\] Task is starting")
@@ -223,8 +246,9 @@ def _take_lock(folder: Path, experiment: str | None, argv: list[str]):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         record = {"experiment": experiment}
         if experiment is None and _option(argv, "--run-id-file") is None:
-            record["run_id_file"] = str(folder / f"{os.getpid()}.run_id")
-            argv.extend(["--run-id-file", record["run_id_file"]])
+            run_id_file = str(folder / f"{os.getpid()}.run_id")
+            record["run_id_file"] = run_id_file
+            argv.extend(["--run-id-file", run_id_file])
         (folder / f"{os.getpid()}.json").write_text(json.dumps(record))
     return lock
 

@@ -7,10 +7,14 @@ the policy that sampled it and the judge that ranked it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Completion:
     kind: str  # "sample" (temperature sampling) or "greedy"
     round: int
     policy: str  # policy version that produced it
+    id: str = ""  # unique within a round: "<prompt id>/<kind>/<k>" (``number``); stages join records by it
 
     @property
     def logprob(self) -> float:
@@ -38,7 +43,7 @@ class Completion:
 @dataclass
 class Judgment:
     prompt_id: str
-    completion_index: int  # index into the round's completion list
+    completion_id: str  # the ``Completion.id`` it judges
     scores: dict[str, float]  # per objective
     reward: float  # the combined reward used to rank
     judge: str
@@ -60,7 +65,28 @@ class PreferencePair:
     judge: str
 
 
-R = TypeVar("R")
+def number(completions: list[Completion], start: Mapping[tuple[str, str], int] | None = None) -> list[Completion]:
+    """Give each completion its id ``<prompt id>/<kind>/<k>``, k counting that prompt's replies of that kind from 0
+    (or from ``start[(prompt id, kind)]``): a prompt drawn twice keeps distinct ids. In place; returns the list."""
+    seen: Counter[tuple[str, str]] = Counter(start or {})
+    for c in completions:
+        key = (c.prompt_id, c.kind)
+        c.id = f"{c.prompt_id}/{c.kind}/{seen[key]}"
+        seen[key] += 1
+    return completions
+
+
+def by_id(completions: Iterable[Completion]) -> dict[str, Completion]:
+    """{id: completion}; an id that is empty or appears twice is an error (records are joined by it)."""
+    out: dict[str, Completion] = {}
+    for c in completions:
+        if not c.id or c.id in out:
+            raise ValueError(f"completion ids must be unique and set (``records.number``): {c.id!r}")
+        out[c.id] = c
+    return out
+
+
+R = TypeVar("R", bound="DataclassInstance")
 
 
 def write_jsonl(records: Iterable, path: str | Path) -> Path:

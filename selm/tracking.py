@@ -9,12 +9,15 @@ Everything here may be repeated by a resumed step without duplicating anything: 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import numbers
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -78,23 +81,24 @@ def start_run(
     name: str,
     key: str,
     parent_run_id: str | None = None,
-    tags: Mapping[str, str] = (),
-    params: Mapping[str, str] = (),
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    start_time: int | None = None,
 ) -> str:
     """The run tagged ``selm_key = key`` (nested under ``parent_run_id`` if given), with the resolved recipe and
-    ``params`` as params: created the first time, found again (and marked RUNNING, its params as they were) when a
-    resumed step asks a second time."""
+    ``params`` as params: created the first time (``start_time`` in ms since the epoch, default now), found again
+    (and marked RUNNING, its params as they were) when a resumed step asks a second time."""
     c = client()
     experiment = _experiment_id(c, recipe.tracking.mlflow_experiment)
     run_id = _run_by_key(c, experiment, key)
     if run_id:
         c.update_run(run_id, status="RUNNING")
         return run_id
-    all_tags = {MLFLOW_RUN_NAME: name, KEY_TAG: key, **dict(tags)}
+    all_tags = {MLFLOW_RUN_NAME: name, KEY_TAG: key, **(tags or {})}
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    run = c.create_run(experiment, tags=all_tags)
-    all_params = [mlflow.entities.Param(k, v[:6000]) for k, v in {**recipe.flat(), **dict(params)}.items()]
+    run = c.create_run(experiment, start_time=start_time, tags=all_tags)
+    all_params = [mlflow.entities.Param(k, v[:6000]) for k, v in {**recipe.flat(), **(params or {})}.items()]
     c.log_batch(run.info.run_id, params=all_params)
     return run.info.run_id
 
@@ -125,13 +129,14 @@ def log_curves(run_id: str, steps: Iterable[Mapping[str, float]], prefix: str) -
     _log_batch(run_id, [(f"{prefix}/{k}", v, int(s["step"])) for s in steps for k, v in s.items() if k != "step"])
 
 
-def log_metrics_once(run_id: str, metrics: Mapping[str, float], step: int) -> None:
+def log_metrics_once(run_id: str, metrics: Mapping[str, float], step: int) -> bool:
     """``log_metrics`` at ``step`` unless they were logged there already (a resumed step that logged them before
-    it was killed): one batch is one database transaction, so one metric tells whether all were logged."""
-    numbers = [k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if numbers and any(m.step == step for m in client().get_metric_history(run_id, numbers[0])):
-        return
+    it was killed): one batch is one database transaction, so one metric tells whether all were logged. True when
+    this call logged them."""
+    if metrics and any(m.step == step for m in client().get_metric_history(run_id, next(iter(metrics)))):
+        return False
     log_metrics(run_id, metrics, step)
+    return True
 
 
 def _log_batch(run_id: str, rows: list[tuple[str, float, int]]) -> None:
@@ -235,7 +240,7 @@ def register_policy(
     if existing:
         version = str(existing[0].version)
     else:
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), _quiet():
             info = mlflow.transformers.log_model(
                 {
                     "model": AutoModelForCausalLM.from_pretrained(policy_path),
@@ -255,6 +260,24 @@ def register_policy(
     _move_alias_if_better(c, name, experiment_alias(experiment_id, CHAMPION), version, metric, score)
     champion = _move_alias_if_better(c, name, CHAMPION, version, metric, score, scale)
     return {"name": name, "version": version, "champion": champion}
+
+
+@contextmanager
+def _quiet():
+    """Keep what saving a policy prints — transformers' load and save progress bars, MLflow's model-card and licence
+    lookups for a local folder and its "Created version" lines, DeepSpeed's accelerator notice — out of the
+    experiment's log (the round's line and card say what was registered); shown after all if the block fails."""
+    out, mlflow_log = io.StringIO(), logging.getLogger("mlflow")
+    level = mlflow_log.level
+    mlflow_log.setLevel(logging.ERROR)  # its handler holds the real stderr: no redirection reaches it
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            yield
+    except BaseException:
+        sys.stderr.write(out.getvalue())
+        raise
+    finally:
+        mlflow_log.setLevel(level)
 
 
 def _move_alias_if_better(

@@ -96,21 +96,15 @@ def round_pairs(tiny_policy_dir):
     """Real preference pairs of one round of the quick tiny policy (96 prompts, rule judges)."""
     import torch
 
-    from selm import worlds
     from selm.config import load_recipe
-    from selm.pipeline.judge import judge_completions, make_pairs
-    from selm.pipeline.sample import sample
-    from selm.pipeline.select import select_comparisons
+    from selm.pipeline.runtime import STAGES, Components, begin, run_round
 
-    recipe = load_recipe(None, ["world.train_prompts_per_round=96"])
-    prompts = worlds.of(recipe).train_prompts(recipe, 1)
+    recipe = load_recipe(None, ["world.train_prompts_per_round=96", "judge.cache=off"])
     torch.manual_seed(0)
-    samples = sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
-    selection = select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
-    judgments = judge_completions(prompts, samples.completions, recipe)
-    pairs = make_pairs(samples, selection, judgments, recipe, 1)
-    assert len(pairs) > 20
-    return pairs
+    state = begin(Components(recipe), 1, "pairs", str(tiny_policy_dir), str(tiny_policy_dir), "unused")
+    state = run_round(state, recipe, STAGES[:3])  # sample, select, judge
+    assert len(state.pairs) > 20
+    return state.pairs
 
 
 def card_text(task) -> str:

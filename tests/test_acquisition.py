@@ -3,7 +3,7 @@
 import pytest
 
 from selm.algorithms.acquisition import Candidate, acquire, candidates, certainty, predictive_entropy
-from selm.records import Completion
+from selm.records import Completion, number
 
 
 def reply(pid, logprob):
@@ -11,13 +11,14 @@ def reply(pid, logprob):
 
 
 # three prompts, three samples each; log π(y|x) per sample
-COMPLETIONS = [reply("p1", -2.0), reply("p1", -4.0), reply("p1", -6.0),
-               reply("p2", -1.0), reply("p2", -1.0), reply("p2", -1.0),
-               reply("p3", -10.0), reply("p3", -2.0), reply("p3", -3.0)]  # fmt: skip
+COMPLETIONS = number([reply("p1", -2.0), reply("p1", -4.0), reply("p1", -6.0),
+                      reply("p2", -1.0), reply("p2", -1.0), reply("p2", -1.0),
+                      reply("p3", -10.0), reply("p3", -2.0), reply("p3", -3.0)])  # fmt: skip
 
 
 def test_candidates_pair_each_prompts_first_two_samples():
-    assert candidates(COMPLETIONS) == [Candidate("p1", 0, 1), Candidate("p2", 3, 4), Candidate("p3", 6, 7)]
+    first_two = [Candidate(p, f"{p}/sample/0", f"{p}/sample/1") for p in ("p1", "p2", "p3")]
+    assert candidates(COMPLETIONS) == first_two
 
 
 def test_entropy_averages_each_prompts_own_samples():
@@ -82,30 +83,22 @@ def test_missing_inputs_and_unknown_method_are_clear_errors():
 @pytest.fixture(scope="module")
 def two_policies(tiny_policy_dir, tmp_path_factory):
     """The quick SFT policy and one round of DPO on it: a policy that differs from its reference."""
-    from selm import worlds
     from selm.config import load_recipe
-    from selm.pipeline.judge import judge_completions, make_pairs
-    from selm.pipeline.sample import sample
-    from selm.pipeline.select import select_comparisons
-    from selm.pipeline.train import train
+    from selm.pipeline.runtime import STAGES, Components, begin, run_round
 
     recipe = load_recipe(None, ["world.train_prompts_per_round=64", "judge.cache=off", "train.epochs=1"])
     ref = str(tiny_policy_dir)
-    prompts = worlds.of(recipe).train_prompts(recipe, 1)
-    samples = sample(ref, prompts, recipe, 1, "sft")
-    selection = select_comparisons(samples, recipe, ref, ref, 1)
-    pairs = make_pairs(samples, selection, judge_completions(prompts, samples.completions, recipe), recipe, 1)
-    out = tmp_path_factory.mktemp("round1") / "policy"
-    train(ref, pairs, recipe, 1, out)
-    return str(out), ref
+    out = tmp_path_factory.mktemp("round1")
+    state = run_round(begin(Components(recipe), 1, "apl", ref, ref, out), recipe, STAGES[:4])  # up to train
+    return state.policy_out, ref
 
 
 @pytest.mark.parametrize("method", ["random", "entropy", "certainty", "uncertainty", "hybrid"])
 def test_selection_on_real_samples_respects_the_budget(two_policies, method, tmp_path):
-    from selm import worlds
     from selm.config import load_recipe
     from selm.judges.base import JudgeUsage
-    from selm.pipeline.judge import judge_completions, judgment_cache, make_pairs
+    from selm.pipeline.judge import judge_and_pair, judge_completions
+    from selm.pipeline.runtime import Components
     from selm.pipeline.sample import sample
     from selm.pipeline.select import select_comparisons
 
@@ -120,37 +113,37 @@ def test_selection_on_real_samples_respects_the_budget(two_policies, method, tmp
             f"judge.cache={tmp_path}/j.db",
         ],
     )
-    prompts = worlds.of(recipe).train_prompts(recipe, 2)
-    samples = sample(policy, prompts, recipe, 2, "round-1")
-    sel = select_comparisons(samples, recipe, policy, reference, 2)
-    assert sel.labels == len(sel.picked) == 10 and len(sel.completion_indices) == 20
+    parts = Components(recipe)
+    prompts = parts.world.train_prompts(recipe, 2)
+    samples = sample(parts, policy, prompts, 2, "round-1")
+    sel = select_comparisons(parts, samples, policy, reference, 2)
+    assert sel.labels == len(sel.picked) == 10 and len(sel.completion_ids) == 20
     assert len(sel.candidates) == len(samples.prompt_tokens)
     if method != "random":
         assert any(c > 0 for c in sel.certainty)  # policy ≠ reference: implicit rewards are informative
     picked_prompts = {sel.candidates[k].prompt_id for k in sel.picked}
-    assert {samples.completions[i].prompt_id for i in sel.completion_indices} == picked_prompts
+    assert {c.prompt_id for c in sel.replies(samples)} == picked_prompts
 
     # the judge is called for the acquired replies only, and a repeated round pays for nothing
-    judged = [samples.completions[i] for i in sel.completion_indices]
+    judged = judge_and_pair(parts, prompts, samples, sel, 2)
+    assert judged.usage["judge_calls"] + judged.usage["judge_cache_hits"] == 20
+    assert [j.completion_id for j in judged.judgments] == sel.completion_ids
     usage = JudgeUsage()
-    first = judge_completions(prompts, judged, recipe, judgment_cache(recipe), usage)
-    assert usage.calls + usage.cache_hits == 20
-    usage = JudgeUsage()
-    assert judge_completions(prompts, judged, recipe, judgment_cache(recipe), usage) == first
-    assert (usage.calls, usage.cache_hits) == (0, 20)
-    pairs = make_pairs(samples, sel, first, recipe, 2)
-    assert len(pairs) <= 10 and {p.prompt_id for p in pairs} <= picked_prompts
+    again = judge_completions(parts.judge, prompts, sel.replies(samples), cache=parts.judgment_cache, usage=usage)
+    assert again == judged.judgments and (usage.calls, usage.cache_hits) == (0, 20)
+    assert len(judged.pairs) <= 10 and {p.prompt_id for p in judged.pairs} <= picked_prompts
 
 
 def test_round_one_certainty_is_zero(tiny_policy_dir):
-    from selm import worlds
     from selm.config import load_recipe
+    from selm.pipeline.runtime import Components
     from selm.pipeline.sample import sample
     from selm.pipeline.select import select_comparisons
 
     recipe = load_recipe(
         None, ["world.train_prompts_per_round=16", "select.acquisition=certainty", "select.label_budget=4"]
     )
-    samples = sample(str(tiny_policy_dir), worlds.of(recipe).train_prompts(recipe, 1), recipe, 1, "sft")
-    sel = select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
+    parts, policy = Components(recipe), str(tiny_policy_dir)
+    samples = sample(parts, policy, parts.world.train_prompts(recipe, 1), 1, "sft")
+    sel = select_comparisons(parts, samples, policy, policy, 1)
     assert set(sel.certainty) == {0.0} and sel.picked == [0, 1, 2, 3]

@@ -32,7 +32,7 @@ def test_the_contract_catches_a_lower_layer_importing_a_higher_one(tmp_path):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     losses = tmp_path / "selm" / "algorithms" / "losses.py"
-    losses.write_text(losses.read_text() + "\nfrom selm.pipeline.judge import build_judge  # noqa: E402, F401\n")
+    losses.write_text(losses.read_text() + "\nfrom selm.pipeline.judge import judge_and_pair  # noqa: E402, F401\n")
     r = lint(tmp_path)
     assert r.returncode != 0
     assert "selm.algorithms is not allowed to import selm.pipeline" in r.stdout
@@ -89,12 +89,9 @@ def two_prompt_world():
 
 def test_a_new_world_is_one_class_and_a_registry_entry(two_prompt_world, tiny_policy_dir, tmp_path):
     from selm.config import load_recipe
-    from selm.pipeline.evaluate import evaluate
-    from selm.pipeline.judge import judge_and_pair, metric_names
+    from selm.pipeline import runtime
+    from selm.pipeline.components import Components, metric_names
     from selm.pipeline.preflight import check
-    from selm.pipeline.sample import sample
-    from selm.pipeline.select import select_comparisons
-    from selm.pipeline.train import train
 
     overrides = [f"world.name={two_prompt_world.name}", f"policy.init={tiny_policy_dir}", "experiment.rounds=1",
                  "sampling.n=4", "train.batch_size=2", "eval.lm_eval.tasks=[]", "eval.mt_bench.enabled=false",
@@ -102,14 +99,12 @@ def test_a_new_world_is_one_class_and_a_registry_entry(two_prompt_world, tiny_po
     recipe = check(load_recipe(None, overrides)).recipe
     assert recipe.judge.weights == {"short": 1.0}  # the world's default weights, written into the recipe to run
     policy = str(tiny_policy_dir)
-    prompts = two_prompt_world.train_prompts(recipe, 1)
-    samples = sample(policy, prompts, recipe, 1, "sft")
-    selection = select_comparisons(samples, recipe, policy, policy, 1)
-    judged = judge_and_pair(prompts, samples, selection, recipe, 1)
-    assert {j.judge for j in judged.judgments} == {"two-prompts-rules"} and set(judged.judgments[0].scores) == {"short"}
-    assert judged.pairs, "two prompts × four samples of different lengths give pairs"
-    train(policy, judged.pairs, recipe, 1, tmp_path / "policy")
-    metrics, completions, _ = evaluate(str(tmp_path / "policy"), recipe, 1, "round-1")
+    state = runtime.begin(Components(recipe), 1, "two", policy, policy, tmp_path / "round-1")
+    state = runtime.run_round(state, recipe)
+    assert {j.judge for j in state.judgments} == {"two-prompts-rules"} and set(state.judgments[0].scores) == {"short"}
+    assert state.pairs, "two prompts × four samples of different lengths give pairs"
+    assert state.evaluation is not None
+    metrics, completions = state.metrics, state.evaluation.completions
     assert len(completions) == 2 and metric_names(recipe) == ("reward", "short", "good_all")
     assert {f"heldout_{n}" for n in metric_names(recipe)} <= set(metrics)
     assert metrics["heldout_good_all"] == pytest.approx(sum(c.text.__len__() <= 4 for c in completions) / 2)

@@ -37,13 +37,14 @@ def test_missing_reference_is_a_clear_error(judge):
 
 def test_embedding_backend_in_the_judge_stage():
     from selm.config import load_recipe
-    from selm.pipeline.judge import judge_completions
+    from selm.pipeline.components import Components
+    from selm.pipeline.judge import rank
 
     recipe = load_recipe(None, ["judge.backend=embedding", "judge.cache=off"])
     prompts = tiny.prompts("train", 4, seed=1)
     from selm.records import Completion
 
     comps = [Completion(p.id, p.meta["answer"], [1], [-1.0], "sample", 1, "r0") for p in prompts]
-    judged = judge_completions(prompts, comps, recipe, training=True)
+    judged = rank(Components(recipe), prompts, comps)
     assert {j.judge for j in judged} == {"embed:all-MiniLM-L6-v2:answer"}
     assert all(j.reward == pytest.approx(1.0, abs=1e-4) for j in judged)

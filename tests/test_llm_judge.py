@@ -20,8 +20,9 @@ from selm.judges.llm import (
     rank_groups,
     rate_replies,
 )
-from selm.pipeline.judge import judge_completions
-from selm.records import Completion
+from selm.pipeline.components import Components
+from selm.pipeline.judge import rank
+from selm.records import Completion, number
 from selm.worlds import tiny
 
 # ---------------------------------------------------------------- parser
@@ -150,23 +151,23 @@ def test_single_ratings_against_a_real_server(judge_server):
 
 def test_judge_stage_with_the_llm_backend_caches_and_ranks(judge_server, tmp_path):
     base_url, _ = judge_server
-    recipe = load_recipe(overrides=["judge.backend=llm", f'judge.llm.base_url="{base_url}"'])
+    cache = tmp_path / "j.sqlite"
+    recipe = load_recipe(overrides=["judge.backend=llm", f'judge.llm.base_url="{base_url}"', f'judge.cache="{cache}"'])
     prompts = [p for p in tiny.prompts("train", 40, seed=3) if not p.meta["unsafe"]][:6]
-    comps = [
+    comps = number([
         Completion(p.id, r, [1], [-1.0], "sample", 1, "r0")
         for p in prompts
         for r in (p.meta["answer"], f"The answer is {p.meta['answer']}. I hope this helps you!", "I can not help.")
-    ]
-    cache = JudgmentCache(tmp_path / "j.sqlite")
+    ])  # fmt: skip
     usage = JudgeUsage()
-    judgments = judge_completions(prompts, comps, recipe, cache, usage, training=True)
+    judgments = rank(Components(recipe), prompts, comps, usage)
     assert len(judgments) == 18 and usage.calls == 6 * 3 * 2 and usage.parse_failures == 0
     assert all(j.judge.startswith("llm:") and set(j.scores) == {"llm_winrate"} for j in judgments)
     exact_wins = sum(judgments[3 * k].reward == max(j.reward for j in judgments[3 * k : 3 * k + 3]) for k in range(6))
     assert exact_wins >= 4  # the exact answer tops its group for most prompts (the judge LM is small, not perfect)
 
     again = JudgeUsage()
-    assert judge_completions(prompts, comps, recipe, cache, again, training=True) == judgments
+    assert rank(Components(recipe), prompts, comps, again) == judgments
     assert (again.calls, again.cache_hits) == (0, 18)  # a resumed judge step pays for nothing twice
 
 
@@ -251,4 +252,4 @@ def test_a_round_judged_by_the_llm_three_way(judge_server, tmp_path, tiny_policy
     assert r["pairs"] > 0 and 0 < r["judge_calls"] <= 24 * 3 * 2 and r["judge_calls"] % 2 == 0
     assert r["judge_parse_failures"] == 0
     assert r["judge_tokens"] > 0 and 0 <= r["judge_swap_disagreement"] <= 1
-    assert (tmp_path / "out" / "round-1" / "model.safetensors").exists()
+    assert (tmp_path / "out" / "round-1" / "policy" / "model.safetensors").exists()

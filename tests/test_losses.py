@@ -85,8 +85,15 @@ def test_ipo_value_and_gradients_by_hand():
 
 
 def test_the_registry_names_every_loss_a_recipe_may_choose():
-    from typing import get_args
+    """``LOSS_SPECS`` (config) and ``LOSSES`` (the functions) list the same losses; each function takes exactly its
+    spec's hyperparameters after the log-probs; a recipe naming another loss fails with the list."""
+    import inspect
 
-    from selm.config import Train
+    from selm.config import LOSS_SPECS, RecipeError, Train, load_recipe
 
-    assert set(LOSSES) == set(get_args(Train.model_fields["loss"].annotation))
+    assert set(LOSSES) == set(LOSS_SPECS)
+    for name, fn in LOSSES.items():
+        assert tuple(inspect.signature(fn).parameters)[2:] == LOSS_SPECS[name].hyperparameters, name
+        assert set(Train(loss=name).loss_hyperparameters()) == set(LOSS_SPECS[name].hyperparameters)
+    with pytest.raises(RecipeError, match="no such loss 'kto'; one of dpo, ipo, selm"):
+        load_recipe(None, ["train.loss=kto"])

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from selm import worlds
 from selm.config import load_recipe
 from selm.models import loading
 from selm.models.cache import ModelCache
+from selm.pipeline.components import Components
 
 OVERRIDES = ["world.train_prompts_per_round=48", "world.heldout_prompts=24", "judge.cache=off", "train.epochs=1",
              "sampling.dtype=bfloat16", "select.acquisition=certainty", "select.label_budget=16",
@@ -26,14 +26,16 @@ def round1_policy(tiny_policy_dir, round_pairs, tmp_path_factory):
     from selm.pipeline.train import train
 
     out = tmp_path_factory.mktemp("round1") / "policy"
-    train(str(tiny_policy_dir), round_pairs[:32], load_recipe(None, ["train.epochs=1"]), 1, out)
+    recipe = load_recipe(None, ["train.epochs=1"])
+    train(Components(recipe), str(tiny_policy_dir), round_pairs[:32], 1, out)
     return str(out)
 
 
-def reads(step):
-    """The models ``step(cache)`` read from disk, {(folder, dtype): times}, and the cache it used."""
+def reads(stage, state, recipe):
+    """The models ``stage`` read from disk running on ``state`` with a step's own components, {(folder, dtype):
+    times}, and that step's model cache."""
     before, models = Counter(loading.LOADS), ModelCache("cpu")
-    step(models)
+    stage(state, Components(recipe, models))
     read = {(str(Path(p).resolve()), d): n for (p, d), n in (loading.LOADS - before).items()}
     for model, _ in (models.get(*key) for key in models.loaded()):  # every model the step used is on its device
         assert {p.device.type for p in model.parameters()} == {models.device}
@@ -41,50 +43,35 @@ def reads(step):
 
 
 def test_every_step_of_a_round_loads_each_model_once_on_its_device(tiny_policy_dir, round1_policy, tmp_path):
-    from selm.pipeline.evaluate import evaluate_all
-    from selm.pipeline.explore import diagnostics
-    from selm.pipeline.judge import judge_and_pair
-    from selm.pipeline.sample import sample
-    from selm.pipeline.select import select_comparisons
-    from selm.pipeline.train import train
+    from selm.pipeline import runtime
 
     recipe = load_recipe(None, OVERRIDES)
     policy, reference = round1_policy, str(Path(tiny_policy_dir).resolve())
-    new = str(tmp_path / "round-2")
-    prompts = worlds.of(recipe).train_prompts(recipe, 2)
-    state = {}
+    state = runtime.begin(Components(recipe), 2, "cache", policy, reference, tmp_path / "round-2")
+    new = str(Path(state.policy_out).resolve())
 
-    read, models = reads(lambda m: state.update(samples=sample(policy, prompts, recipe, 2, "round-1", m)))
+    read, models = reads(runtime.run_sample, state, recipe)
     assert read == {(policy, "bfloat16"): 1}
     assert models.get(policy, "bfloat16")[0].dtype == torch.bfloat16
 
-    read, _ = reads(lambda m: state.update(selection=select_comparisons(state["samples"], recipe, policy, reference,
-                                                                        2, m)))  # fmt: skip
+    read, _ = reads(runtime.run_select, state, recipe)
     assert read == {(policy, "float32"): 1, (reference, "float32"): 1}  # certainty: r̂ under each, fp32
-    assert any(c > 0 for c in state["selection"].certainty)
-    judged = judge_and_pair(prompts, state["samples"], state["selection"], recipe, 2)
+    assert state.selection is not None and any(c > 0 for c in state.selection.certainty)
+    assert reads(runtime.run_judge, state, recipe)[0] == {}  # the rule judges need no model
 
-    read, _ = reads(lambda m: train(policy, judged.pairs, recipe, 2, Path(new), m))
+    read, _ = reads(runtime.run_train, state, recipe)
     assert read == {(policy, "float32"): 1}
 
-    def evaluate_step(m):
-        ev = evaluate_all(new, recipe, 2, "round-2", m)
-        heldout = (ev.completions, ev.judgments)
-        state["explore"] = diagnostics(new, policy, state["samples"], state["selection"], judged.judgments, heldout,
-                                       recipe, 2, m)  # fmt: skip
-
-    read, models = reads(evaluate_step)
+    read, models = reads(runtime.run_evaluate, state, recipe)
     # held-out replies and y0 come from the bf16 samplers; y0 and the replies are re-scored in fp32 under both
     assert read == {(new, "bfloat16"): 1, (new, "float32"): 1, (policy, "bfloat16"): 1, (policy, "float32"): 1}
-    assert {"explore_kl", "explore_y0_log_ratio"} <= set(state["explore"])
+    assert {"explore_kl", "explore_y0_log_ratio", "heldout_reward", "loss", "labels"} <= set(state.metrics)
 
 
 def test_a_cache_hands_out_one_model_per_path_and_precision(tiny_policy_dir):
-    from selm.pipeline.policy import sampler
-
     models = ModelCache("cpu")
     recipe = load_recipe(None, ["sampling.dtype=float32"])
-    draw = sampler(recipe, str(tiny_policy_dir), 8, "sft", models)
+    draw = Components(recipe, models).sampler(str(tiny_policy_dir), 8, "sft")
     # another spelling of the same folder, through another stage: the same object, not a second load
     assert models.get(Path(tiny_policy_dir) / ".")[0] is draw.model
     assert models.get(tiny_policy_dir, "bf16")[0] is not draw.model and len(models.loaded()) == 2

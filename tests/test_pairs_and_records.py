@@ -3,7 +3,7 @@ import json
 import pytest
 
 from selm.algorithms.pairs import best_vs_worst
-from selm.records import Completion, Judgment, PreferencePair, Prompt, read_jsonl, write_jsonl
+from selm.records import Completion, Judgment, PreferencePair, Prompt, by_id, number, read_jsonl, write_jsonl
 
 
 def comp(pid, text, ids):
@@ -22,7 +22,9 @@ def test_best_vs_worst_drops_ties_and_small_margins():
         comp("c", "c2", [11]),
     ]
     rewards = [0.2, 0.9, 0.1, 0.5, 0.5, 0.50, 0.52]
-    judg = [Judgment(c.prompt_id, i, {"x": r}, r, "j") for i, (c, r) in enumerate(zip(comps, rewards))]
+    comps = by_id(number(comps))
+    judg = [Judgment(c.prompt_id, c.id, {"x": r}, r, "j") for c, r in zip(comps.values(), rewards)]
+    judg.reverse()  # joined by id: the order of the judgments does not pair a reply with another's reward
     greedy = {p: comp(p, "g", [99]) for p in "abc"}
     pairs = best_vs_worst(prompt_ids, comps, judg, greedy, min_margin=0.05, round=2)
     assert len(pairs) == 1  # b is a tie, c's margin 0.02 < 0.05
@@ -52,40 +54,44 @@ def test_malformed_line_names_file_and_line(tmp_path):
 
 
 def test_nan_rewards_never_become_preferences():
-    comps = [comp("a", "a1", [5]), comp("a", "a2", [6]), comp("a", "a3", [7])]
+    comps = by_id(number([comp("a", "a1", [5]), comp("a", "a2", [6]), comp("a", "a3", [7])]))
     rewards = [float("nan"), 0.4, 0.9]
-    judg = [Judgment("a", i, {"x": r}, r, "j") for i, r in enumerate(rewards)]
+    judg = [Judgment("a", c, {"x": r}, r, "j") for c, r in zip(comps, rewards)]
     [p] = best_vs_worst({"a": [1]}, comps, judg, {"a": comp("a", "g", [9])})
     assert (p.chosen_text, p.rejected_text) == ("a3", "a2")
 
 
 def test_three_way_ranking_with_the_dataset_pair(tiny_policy_dir):
     """SELM's {policy reply, dataset chosen, dataset rejected}: best vs worst of the three per prompt."""
-    from selm import worlds
     from selm.config import RecipeError, load_recipe
-    from selm.pipeline.judge import judge_completions, make_pairs
+    from selm.pipeline.judge import judge_and_pair
+    from selm.pipeline.runtime import Components
     from selm.pipeline.sample import sample
     from selm.pipeline.select import select_comparisons
 
     with pytest.raises(RecipeError, match="sampling.n must be at least 2"):
         load_recipe(overrides=["sampling.n=1"])
-    recipe = load_recipe(overrides=["sampling.n=1", "pairs.dataset_candidates=true", "pairs.min_margin=0"])
-    prompts = worlds.of(recipe).train_prompts(recipe, 1)[:24]
-    samples = sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
+    recipe = load_recipe(
+        overrides=["sampling.n=1", "pairs.dataset_candidates=true", "pairs.min_margin=0", "judge.cache=off"]
+    )
+    parts, policy = Components(recipe), str(tiny_policy_dir)
+    prompts = parts.world.train_prompts(recipe, 1)[:24]
+    samples = sample(parts, policy, prompts, 1, "sft")
     kinds = [c.kind for c in samples.completions]
     assert kinds == ["sample"] * 24 + ["dataset"] * 48
     from transformers import AutoTokenizer
 
     eos = AutoTokenizer.from_pretrained(tiny_policy_dir).eos_token_id
     assert all(c.token_ids[-1] == eos and len(c.token_ids) > 1 for c in samples.completions[24:])
-    selection = select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
-    judged = [samples.completions[i] for i in selection.completion_indices]
-    judgments = judge_completions(prompts, judged, recipe, training=True)
-    pairs = make_pairs(samples, selection, judgments, recipe, 1)
+    selection = select_comparisons(parts, samples, policy, policy, 1)
+    judged = judge_and_pair(parts, prompts, samples, selection, 1)
+    pairs = judged.pairs
     assert pairs
     for pair in pairs:
-        group = {c.kind + c.policy: j.reward for c, j in zip(judged, judgments) if c.prompt_id == pair.prompt_id}
-        assert len(group) == 3 and group["datasetdataset:chosen"] >= group["datasetdataset:rejected"]
+        group = {
+            samples.by_id[j.completion_id].policy: j.reward for j in judged.judgments if j.prompt_id == pair.prompt_id
+        }
+        assert len(group) == 3 and group["dataset:chosen"] >= group["dataset:rejected"]
         assert pair.chosen_reward == max(group.values()) and pair.rejected_reward == min(group.values())
     policy_text = {c.prompt_id: c.text for c in samples.completions[:24]}
     assert any(policy_text[p.prompt_id] in (p.chosen_text, p.rejected_text) for p in pairs)  # the policy takes part

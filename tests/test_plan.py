@@ -33,7 +33,7 @@ def test_paper_recipes_validate_and_dry_run(name, capsys):
 
 
 def test_activation_memory_counts_the_sequences_each_loss_reads():
-    """Chosen and rejected for DPO and IPO; SELM adds its y0 (``selm.algorithms.losses.NEEDS_GREEDY``)."""
+    """Chosen and rejected for DPO and IPO; SELM adds its y0 (``selm.config.LOSS_SPECS``: what each loss reads)."""
     acts = {loss: plan(load_recipe("zephyr_selm", [f"train.loss={loss}"]))["memory"]["activations_gb"]
             for loss in ("dpo", "ipo", "selm")}  # fmt: skip
     assert acts["ipo"] == acts["dpo"] and acts["selm"] == pytest.approx(1.5 * acts["dpo"])

@@ -50,17 +50,17 @@ def test_auto_loads_samples_and_trains_in_what_this_machine_computes_natively(ti
     """The sampler's and lm-eval's policy weights, and the trainer's autocast, all follow ``resolve("auto")``."""
     from selm.models.loading import load_policy
     from selm.models.training import training_autocast, training_precision
-    from selm.pipeline.policy import sampler
+    from selm.pipeline.components import Components
 
     expected = getattr(torch, resolve("auto", "cpu"))
     recipe = load_recipe(None, AUTO)
-    assert sampler(recipe, str(tiny_policy_dir), 8, "sft").model.dtype == expected
+    assert Components(recipe).sampler(str(tiny_policy_dir), 8, "sft").model.dtype == expected
     assert load_policy(tiny_policy_dir, dtype=recipe.eval.lm_eval.dtype)[0].dtype == expected
     assert getattr(torch, training_precision(recipe.train, "cpu")) == expected
     with training_autocast(torch.device("cpu"), recipe.train):
         assert torch.is_autocast_enabled("cpu") == (expected == torch.bfloat16)
     fp32 = load_recipe(None, ["sampling.dtype=float32", "train.precision=fp32"])  # explicit: fp32 on any machine
-    assert sampler(fp32, str(tiny_policy_dir), 8, "sft").model.dtype == torch.float32
+    assert Components(fp32).sampler(str(tiny_policy_dir), 8, "sft").model.dtype == torch.float32
     with training_autocast(torch.device("cpu"), fp32.train):
         assert not torch.is_autocast_enabled("cpu")
 

@@ -43,9 +43,9 @@ def test_batching_and_padding_do_not_change_scores(reward_model_dir):
 
 
 def test_reward_model_ranks_training_pairs_and_evaluation_stays_on_the_rules(reward_model_dir, tiny_policy_dir):
-    from selm import worlds
     from selm.config import load_recipe
-    from selm.pipeline.judge import judge_completions, make_pairs, reward_metrics
+    from selm.pipeline.judge import judge_and_pair, measure
+    from selm.pipeline.runtime import Components
     from selm.pipeline.sample import sample
     from selm.pipeline.select import select_comparisons
 
@@ -58,14 +58,14 @@ def test_reward_model_ranks_training_pairs_and_evaluation_stays_on_the_rules(rew
             "judge.cache=off",
         ],
     )
-    prompts = worlds.of(recipe).train_prompts(recipe, 1)
-    samples = sample(str(tiny_policy_dir), prompts, recipe, 1, "sft")
-    ranked = judge_completions(prompts, samples.completions, recipe, training=True)
+    parts, policy = Components(recipe), str(tiny_policy_dir)
+    prompts = parts.world.train_prompts(recipe, 1)
+    samples = sample(parts, policy, prompts, 1, "sft")
+    judged = judge_and_pair(parts, prompts, samples, select_comparisons(parts, samples, policy, policy, 1), 1)
+    ranked = judged.judgments
     assert {j.judge for j in ranked} == {f"rm:{reward_model_dir.resolve()}"}
     assert all(set(j.scores) == {"reward_model"} and j.reward == j.scores["reward_model"] for j in ranked)
-    selection = select_comparisons(samples, recipe, str(tiny_policy_dir), str(tiny_policy_dir), 1)
-    pairs = make_pairs(samples, selection, ranked, recipe, 1)
-    assert pairs and all(p.chosen_reward > p.rejected_reward for p in pairs)
-    measured = judge_completions(prompts, samples.completions, recipe)  # evaluation: the world's rules
+    assert judged.pairs and all(p.chosen_reward > p.rejected_reward for p in judged.pairs)
+    measured = measure(parts, prompts, samples.completions)  # evaluation: the world's rules
     assert set(measured[0].scores) == {"correctness", "conciseness", "safety"}
-    assert "train_good_all" not in reward_metrics(ranked, "train", recipe)
+    assert "train_good_all" not in judged.metrics and "train_reward_model" in judged.metrics

@@ -58,16 +58,19 @@ def test_unknown_method():
 
 def test_training_judgments_can_be_ranked_by_lsc():
     from selm.config import load_recipe
-    from selm.pipeline.judge import judge_completions, objective_weights
-    from selm.records import Completion
+    from selm.pipeline.components import Components, objective_weights
+    from selm.pipeline.judge import measure, rank
+    from selm.records import Completion, number
     from selm.worlds import tiny
 
-    recipe = load_recipe(None, ["judge.combine=lsc", "judge.lsc_quantile=0.5"])
+    recipe = load_recipe(None, ["judge.combine=lsc", "judge.lsc_quantile=0.5", "judge.cache=off"])
+    parts = Components(recipe)
     prompt = tiny.prompts("train", 1, seed=7)[0]
     replies = [prompt.meta["answer"], "I can not help with that.", "The answer is something long and wrong"]
-    comps = [Completion(prompt.id, r, [1], [-1.0], "sample", 1, "r0") for r in replies]
-    raw = judge_completions([prompt], comps, recipe)
-    lsc = judge_completions([prompt], comps, recipe, training=True)
+    comps = number([Completion(prompt.id, r, [1], [-1.0], "sample", 1, "r0") for r in replies])
+    raw = measure(parts, [prompt], comps)
+    lsc = rank(parts, [prompt], comps)
     assert [j.scores for j in raw] == [j.scores for j in lsc]
     assert [j.reward for j in lsc] == [j.reward for j in combine(raw, "lsc", objective_weights(recipe), 0.5)]
-    assert max(lsc, key=lambda j: j.reward).completion_index == 0  # the right, short, safe answer ranks first
+    best = max(lsc, key=lambda j: j.reward).completion_id
+    assert best == comps[0].id  # the right, short, safe answer ranks first

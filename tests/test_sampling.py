@@ -71,14 +71,16 @@ def test_sampling_dtype_loads_the_weights_in_that_precision_and_reports_that_mod
     that model's (teacher-forced in bf16), not the fp32 model's."""
     from selm.config import load_recipe
     from selm.models.loading import load_policy
-    from selm.pipeline.policy import sampler
+    from selm.pipeline.components import Components
     from selm.worlds.tiny.policy import tiny_policy_path
 
     path = tiny_policy_path()
     recipe = load_recipe(None, ["sampling.dtype=bfloat16"])
-    draw = sampler(recipe, path, 64, "sft")
+    draw = Components(recipe).sampler(path, 64, "sft")
     assert draw.model.dtype == torch.bfloat16
-    assert sampler(load_recipe(None, []), path, 64, "sft").model.dtype == torch.float32  # the tiny recipe's fp32
+    assert (
+        Components(load_recipe(None, [])).sampler(path, 64, "sft").model.dtype == torch.float32
+    )  # the tiny recipe's fp32
     prompts = tiny.prompts("train", 8, seed=6)
     comps = draw.sample(prompts, n=2, max_new_tokens=12, seed=0)
     model, tok = load_policy(path, dtype=torch.bfloat16)

@@ -25,11 +25,11 @@ def train_in_subprocess(tiny_policy_dir, pairs, overrides, tmp_path, env=None):
     write_jsonl(pairs, tmp_path / "pairs.jsonl")
     code = (
         "import json, sys; from pathlib import Path; from selm.pipeline.train import train;"
-        "from selm.config import load_recipe;"
+        "from selm.config import load_recipe; from selm.pipeline.components import Components;"
         "from selm.records import PreferencePair, read_jsonl;"
         f"r = load_recipe(None, {overrides!r} + ['train.epochs=2', 'train.batch_size=16']);"
         f"pairs = read_jsonl(PreferencePair, {str(tmp_path / 'pairs.jsonl')!r});"
-        f"h = train({str(tiny_policy_dir)!r}, pairs, r, 1, Path({str(tmp_path / 'policy')!r}));"
+        f"h = train(Components(r), {str(tiny_policy_dir)!r}, pairs, 1, Path({str(tmp_path / 'policy')!r}));"
         "print('HISTORY ' + json.dumps(h.steps))"
     )
     full_env = {**os.environ, **(env or {}), "MASTER_PORT": str(free_port())}

@@ -29,19 +29,19 @@ METHODS = ("random", "entropy", "certainty", "uncertainty", "hybrid")
 
 @dataclass(frozen=True)
 class Candidate:
-    """A comparison that could be sent to the judge: two replies (indices into the round's completions)."""
+    """A comparison that could be sent to the judge: two replies, by ``Completion.id``."""
 
     prompt_id: str
-    a: int
-    b: int
+    a: str
+    b: str
 
 
 def candidates(completions: Sequence[Completion]) -> list[Candidate]:
-    """One candidate per prompt: its first two sampled replies (samples of a prompt are adjacent)."""
-    first: dict[str, list[int]] = defaultdict(list)
-    for i, c in enumerate(completions):
+    """One candidate per prompt: its first two replies (its first two samples: a prompt's samples come first)."""
+    first: dict[str, list[str]] = defaultdict(list)
+    for c in completions:
         if len(first[c.prompt_id]) < 2:
-            first[c.prompt_id].append(i)
+            first[c.prompt_id].append(c.id)
     return [Candidate(pid, *idx) for pid, idx in first.items() if len(idx) == 2]
 
 
@@ -96,12 +96,13 @@ def acquire(
         raise ValueError(f"{method} acquisition needs the prompts' predictive entropy")
     if method in ("certainty", "uncertainty", "hybrid") and certainty_scores is None:
         raise ValueError(f"{method} acquisition needs certainty scores")
+    by_entropy = {i: entropy[cands[i].prompt_id] for i in everything} if entropy is not None else {}
     if method == "entropy":
-        return _top(everything, {i: entropy[cands[i].prompt_id] for i in everything}, budget)
+        return _top(everything, by_entropy, budget)
     cert = dict(enumerate(certainty_scores or []))
     if method == "certainty":
         return _top(everything, cert, budget)
     if method == "uncertainty":
         return _top(everything, cert, budget, largest=False)
-    shortlist = _top(everything, {i: entropy[cands[i].prompt_id] for i in everything}, budget * hybrid_factor)
+    shortlist = _top(everything, by_entropy, budget * hybrid_factor)
     return _top(shortlist, cert, budget)

@@ -3,7 +3,8 @@
 Each takes the policy's log πθ(y|x) and the reference's log πref(y|x) (the previous round's policy, fixed for the
 whole round) of the chosen yw, rejected yl and — for SELM — greedy y0 replies, as ``Logps``, and returns
 (per-pair loss, r̂(x, yw), r̂(x, yl)) with DPO's implicit reward r̂ = β·(log πθ − log πref); the trainer takes the
-mean of the loss and logs the rewards. ``LOSSES`` is the registry ``train.loss`` names.
+mean of the loss and logs the rewards. ``LOSSES`` holds the functions ``train.loss`` names; ``selm.config.LOSS_SPECS``
+says what each reads.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def implicit_reward(policy_logps: Tensor, ref_logps: Tensor, beta: float) -> Ten
     return beta * (policy_logps - ref_logps)
 
 
-def dpo_loss(policy: Logps, ref: Logps, beta: float, alpha: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+def dpo_loss(policy: Logps, ref: Logps, beta: float) -> tuple[Tensor, Tensor, Tensor]:
     """DPO (Rafailov et al., 2023):
 
     L = −log σ( β · [ (log πθ(yw) − log πref(yw)) − (log πθ(yl) − log πref(yl)) ] ) = −log σ(r̂(yw) − r̂(yl))
@@ -41,7 +42,7 @@ def dpo_loss(policy: Logps, ref: Logps, beta: float, alpha: float = 0.0) -> tupl
     return -F.logsigmoid(beta * h), *rewards
 
 
-def ipo_loss(policy: Logps, ref: Logps, beta: float, alpha: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+def ipo_loss(policy: Logps, ref: Logps, beta: float) -> tuple[Tensor, Tensor, Tensor]:
     """IPO (Azar et al., 2023, arXiv 2310.12036), on sequence log-probs:
 
     L = ( h − 1/(2β) )²,  h = (log πθ(yw) − log πref(yw)) − (log πθ(yl) − log πref(yl))
@@ -63,12 +64,12 @@ def selm_loss(policy: Logps, ref: Logps, beta: float, alpha: float) -> tuple[Ten
 
     where y0 is the reference policy's greedy reply to the same prompt.
     """
+    if policy.greedy is None or ref.greedy is None:
+        raise ValueError("selm_loss needs the greedy reply y0's log-probs (Logps.greedy) of the policy and reference")
     loss, rw, rl = dpo_loss(policy, ref, beta)
     return loss + alpha * beta * (policy.greedy - ref.greedy), rw, rl
 
 
-PreferenceLoss = Callable[[Logps, Logps, float, float], tuple[Tensor, Tensor, Tensor]]
-
-#: ``train.loss`` → the loss; ``NEEDS_GREEDY``: the losses that read y0
-LOSSES: dict[str, PreferenceLoss] = {"dpo": dpo_loss, "ipo": ipo_loss, "selm": selm_loss}
-NEEDS_GREEDY = frozenset({"selm"})
+#: ``train.loss`` → the loss, called as ``LOSSES[name](policy, ref, **train.loss_hyperparameters())``; what each
+#: reads (y0, its hyperparameters) is ``selm.config.LOSS_SPECS``, whose keys these are
+LOSSES: dict[str, Callable[..., tuple[Tensor, Tensor, Tensor]]] = {"dpo": dpo_loss, "ipo": ipo_loss, "selm": selm_loss}

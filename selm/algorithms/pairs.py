@@ -15,7 +15,7 @@ from selm.records import Completion, Judgment, PreferencePair
 
 def best_vs_worst(
     prompt_tokens: Mapping[str, list[int]],
-    completions: Sequence[Completion],
+    completions: Mapping[str, Completion],
     judgments: Sequence[Judgment],
     greedy: Mapping[str, Completion],
     min_margin: float = 0.0,
@@ -23,12 +23,13 @@ def best_vs_worst(
 ) -> list[PreferencePair]:
     """One pair per prompt with reward(best) − reward(worst) > 0 and ≥ ``min_margin``.
 
-    ``judgments[i]`` judges ``completions[i]``; ``prompt_tokens`` maps prompt id → the token ids the replies were
-    sampled from; ``greedy`` maps prompt id → the reference's greedy reply (y0).
-    Among equal rewards the earlier sample wins, so the result is deterministic.
+    Each judgment judges ``completions[judgment.completion_id]``; ``prompt_tokens`` maps prompt id → the token ids
+    the replies were sampled from; ``greedy`` maps prompt id → the reference's greedy reply (y0).
+    Among equal rewards the earlier judgment wins, so the result is deterministic.
     """
     by_prompt: dict[str, list[tuple[Completion, Judgment]]] = defaultdict(list)
-    for c, j in zip(completions, judgments, strict=True):
+    for j in judgments:
+        c = completions[j.completion_id]
         if math.isfinite(j.reward):  # NaN: the judge's verdict could not be parsed (counted by the judge)
             by_prompt[c.prompt_id].append((c, j))
     pairs = []

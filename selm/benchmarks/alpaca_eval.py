@@ -143,7 +143,7 @@ def run(sampler, grader, examples: list[Example], max_new_tokens: int, template:
     judged = grader.prefer(items, template or (None if grader.proxy else judge_template()), desc="AlpacaEval judge")
     ok = [k for k, (p, _) in enumerate(judged) if p is not None]
     prefix = "alpaca_eval_proxy" if grader.proxy else "alpaca_eval"
-    metrics = {f"{prefix}_parse_failures": len(examples) - len(ok), f"{prefix}_judged": len(ok)}
+    metrics: dict[str, float] = {f"{prefix}_parse_failures": len(examples) - len(ok), f"{prefix}_judged": len(ok)}
     if ok:
         prefs = [judged[k][0] for k in ok]
         wr, se = win_rate(prefs)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ class LLMGrader:
             c = judge.compare_fields(ab, ba, [it.output, it.baseline])
             return c.points(), c.outputs
 
-        judge.run([lambda it=it: job(it) for it in items], out.__setitem__, desc)
+        judge.run([functools.partial(job, it) for it in items], out.__setitem__, desc)
         return out
 
 

@@ -52,7 +52,8 @@ def load_questions(
         if line.strip():
             r = _json(line, rpath, lineno)
             refs[r["question_id"]] = r["choices"][0]["turns"]
-    out, seen = [], defaultdict(int)
+    out: list[Question] = []
+    seen: defaultdict[str, int] = defaultdict(int)
     for lineno, line in enumerate(Path(qpath).read_text().splitlines(), 1):
         if not line.strip():
             continue

@@ -97,7 +97,7 @@ class ReplyJudge(Judge):
             usage.calls += len(batch)
             bar.update(len(batch))
         bar.close()
-        return scores
+        return [s for s in scores if s is not None]  # every one filled: the cached, then the judged
 
 
 class RuleJudge(ReplyJudge):
@@ -122,14 +122,15 @@ def judge_replies(
     cache: JudgmentCache | None = None,
     usage: JudgeUsage | None = None,
 ) -> list[Judgment]:
-    """One ``Judgment`` per completion, in the same order, with the weighted-sum reward of its scores."""
+    """One ``Judgment`` per completion, in the same order, naming it by ``Completion.id``, with the weighted-sum
+    reward of its scores."""
     scores = judge.judge({p.id: p for p in prompts}, completions, cache, usage)
     out = []
-    for i, (c, s) in enumerate(zip(completions, scores, strict=True)):
+    for c, s in zip(completions, scores, strict=True):
         missing = set(judge.weights) - set(s)
         if missing:
             raise KeyError(f"judge {judge.id!r} returned no score for objectives {sorted(missing)}")
         out.append(
-            Judgment(c.prompt_id, completion_index=i, scores=s, reward=weighted_sum(s, judge.weights), judge=judge.id)
+            Judgment(c.prompt_id, completion_id=c.id, scores=s, reward=weighted_sum(s, judge.weights), judge=judge.id)
         )
     return out

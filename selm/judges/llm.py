@@ -19,6 +19,7 @@ recipe, sent only in the ``Authorization`` header and never logged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from importlib import resources
 from itertools import combinations
 from pathlib import Path
+from typing import Any, TypeVar
 
 import requests
 
@@ -97,11 +99,11 @@ def load_template(spec: str) -> JudgeTemplate:
                 return _template(record, str(path))
         raise ValueError(f"no judge prompt named {spec.split(':', 1)[1]!r} in {path}")
     shipped = resources.files("selm.judges") / "templates" / f"{spec}.json"
-    path = Path(spec) if not shipped.is_file() else None
-    if path is not None and not path.is_file():
+    own = Path(spec) if not shipped.is_file() else None
+    if own is not None and not own.is_file():
         names = sorted(p.name.removesuffix(".json") for p in (resources.files("selm.judges") / "templates").iterdir())
         raise ValueError(f"judge template {spec!r}: no such file, and shipped templates are {', '.join(names)}")
-    return _template(json.loads((shipped if path is None else path).read_text()), spec)
+    return _template(json.loads((shipped if own is None else own).read_text()), spec)
 
 
 def _template(record: dict, source: str) -> JudgeTemplate:
@@ -199,7 +201,7 @@ class LLMEndpoint:
     def chat(self, system: str, user: str, session: requests.Session | None = None) -> ChatReply:
         """One chat completion, retried with backoff on transient failures."""
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "max_tokens": self.max_tokens,
@@ -254,6 +256,7 @@ def _retry_after(r: requests.Response) -> float | None:
 # ---------------------------------------------------------------- the judge
 
 _NOT_STARTED = object()  # what a job returns when it was skipped because another one had failed
+T = TypeVar("T")
 
 
 @dataclass
@@ -267,7 +270,7 @@ class Comparison:
 
     def points(self) -> float | None:
         """1 if a won, 0 if b won, ½ for a tie, None if neither order could be parsed."""
-        return {"a": 1.0, "b": 0.0, "tie": 0.5}.get(self.winner)
+        return None if self.winner is None else {"a": 1.0, "b": 0.0, "tie": 0.5}[self.winner]
 
 
 def combine_orders(first: str | None, second_swapped: str | None) -> tuple[str | None, bool]:
@@ -303,10 +306,7 @@ class LLMJudge(Judge):
         # the cache key names what decides a verdict: model, prompt, temperature — not where it is served, not the key
         digest = hashlib.sha256((template.system_prompt + template.prompt_template).encode()).hexdigest()[:8]
         self.id = f"llm:{endpoint.model}|{template.name}|{digest}|T{endpoint.temperature}"
-
-    @property
-    def weights(self) -> dict[str, float]:
-        return {RATING_OBJECTIVE if self.template.type == "single" else WINRATE_OBJECTIVE: 1.0}
+        self.weights = {RATING_OBJECTIVE if template.type == "single" else WINRATE_OBJECTIVE: 1.0}
 
     def judge(self, prompts, completions, cache=None, usage=None) -> list[dict[str, float]]:
         """Single ratings of each reply, or a round-robin pairwise ranking of each prompt's replies."""
@@ -338,7 +338,7 @@ class LLMJudge(Judge):
             self._local.session = requests.Session()
         return self._local.session
 
-    def grade(self, fields: dict[str, str], replies: Sequence[str]) -> tuple[object, str]:
+    def grade(self, fields: dict[str, str], replies: Sequence[str]) -> tuple[Any, str]:
         """One judge call on a filled template: (parsed verdict or None, raw output). ``replies`` are the texts
         under judgment, whose quoted verdict markers the parser ignores."""
         reply = self.endpoint.chat(self.template.system_prompt, self.template.render(fields), self._session())
@@ -351,7 +351,7 @@ class LLMJudge(Judge):
             self.usage.parse_failures += verdict is None
         return verdict, reply.text
 
-    def rate(self, question: str, answer: str, reference: str | None = None) -> dict:
+    def rate(self, question: str, answer: str, reference: str | None = None) -> dict[str, Any]:
         """Single grading: {"rating": 1–10 or None, "output": raw text}."""
         if self.template.type != "single":
             raise ValueError(f"template {self.template.name!r} is {self.template.type}: use compare(), not rate()")
@@ -377,7 +377,7 @@ class LLMJudge(Judge):
             self.usage.swap_disagreements += disagreement
         return Comparison(winner, [v1, v2], [o1, o2], disagreement)
 
-    def run(self, jobs: Sequence[Callable[[], object]], on_result: Callable[[int, object], None], desc: str) -> None:
+    def run(self, jobs: Sequence[Callable[[], T]], on_result: Callable[[int, T], None], desc: str) -> None:
         """Run ``jobs`` with at most ``concurrency`` in flight; ``on_result(i, result)`` is called in this thread
         as each finishes (so results are stored at once). On a failure the rest is cancelled, every finished result
         is still delivered, and ``JudgeUnavailable`` says how many of the jobs were done."""
@@ -387,7 +387,7 @@ class LLMJudge(Judge):
         done_count, error = 0, None
         failed = threading.Event()
 
-        def guarded(job):
+        def guarded(job: Callable[[], T]) -> T | object:
             """The job, unless one has failed already: a worker freed by a failure would otherwise start the next
             job (and its whole retry chain) before this thread gets to cancel the queue."""
             if failed.is_set():
@@ -409,7 +409,7 @@ class LLMJudge(Judge):
                         for other in futures:
                             other.cancel()
                     continue
-                on_result(futures[f], f.result())
+                on_result(futures[f], f.result())  # type: ignore[arg-type]  # not _NOT_STARTED: skipped above
                 done_count += 1
                 bar.update(1)
         bar.close()
@@ -431,13 +431,14 @@ def rate_replies(
     judge.usage.cache_hits += sum(r is not None for r in results)
     todo = [i for i, r in enumerate(results) if r is None]
 
-    def store(k: int, result: dict) -> None:
+    def store(k: int, result: dict[str, Any]) -> None:
         i = todo[k]
         results[i] = result
         if cache is not None and result["rating"] is not None:  # failures are re-asked next time
             cache.put(judge.id, items[i][0], [items[i][1]], result)
 
-    judge.run([lambda i=i: judge.rate(*items[i]) for i in todo], store, desc=f"judge ({judge.template.name})")
+    jobs: list[Callable[[], dict[str, Any]]] = [functools.partial(judge.rate, *items[i]) for i in todo]
+    judge.run(jobs, store, desc=f"judge ({judge.template.name})")
     return [{RATING_OBJECTIVE: math.nan if r["rating"] is None else r["rating"]} for r in results]
 
 
@@ -473,10 +474,10 @@ def rank_groups(
         q, replies, ref = groups[g]
         return judge.compare(q, replies[i], replies[j], ref)
 
-    judge.run([lambda t=t: job(*t) for t in todo], store, desc=f"judge ({judge.template.name})")
+    judge.run([functools.partial(job, *t) for t in todo], store, desc=f"judge ({judge.template.name})")
     out = []
     for g, (_, replies, _) in enumerate(groups):
-        won = [[] for _ in replies]
+        won: list[list[float]] = [[] for _ in replies]
         for (gg, i, j), p in points.items():
             if gg == g and p is not None:
                 won[i].append(p)

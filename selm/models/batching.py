@@ -15,7 +15,9 @@ def length_batches(lengths: Sequence[int], max_rows: int, rows_per_item: int = 1
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     per_batch = max(1, max_rows // rows_per_item)
-    batches, batch, real = [], [], 0
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    real = 0
     for i in order:
         rows = len(batch) + 1
         if batch and (rows > per_batch or rows * lengths[i] > max_padding * (real + lengths[i])):

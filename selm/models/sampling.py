@@ -6,8 +6,10 @@ never re-tokenize text, and both decode the same ids to the same text.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper
@@ -17,7 +19,7 @@ from selm.models.cache import ModelCache
 from selm.models.chat import encode_prompt
 from selm.models.precision import compute_device, resolve
 from selm.progress import progress
-from selm.records import Completion, Prompt
+from selm.records import Completion, Prompt, number
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -26,8 +28,27 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return {e for e in eos + [tokenizer.eos_token_id] if e is not None}
 
 
-class Sampler:
+class Sampler(ABC):
     """What every backend shares: ``sample`` renders prompts with the chat template and calls ``sample_encoded``."""
+
+    tokenizer: Any  # a transformers tokenizer with a chat template
+    policy: str  # the policy's label on its replies
+    truncated: int  # prompts cut to fit the context
+
+    @abstractmethod
+    def sample_encoded(
+        self,
+        encoded: Sequence[list[int]],
+        prompt_keys: Sequence[str],
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 32,
+        greedy: bool = False,
+        round: int = 0,
+        desc: str = "sample",
+        seed: int | None = None,
+    ) -> list[Completion]:
+        """``n`` replies per already-encoded prompt (``prompt_keys`` name them), in prompt order."""
 
     def sample(
         self,
@@ -40,16 +61,18 @@ class Sampler:
         desc: str = "sample",
         seed: int | None = None,
     ) -> list[Completion]:
-        """``n`` replies per prompt (all replies of a prompt are adjacent, prompts keep their order).
+        """``n`` replies per prompt (all replies of a prompt are adjacent, prompts keep their order), with their ids
+        (``records.number``: ``<prompt id>/sample/<k>`` or ``<prompt id>/greedy/<k>``).
 
         Sampling is from the full distribution at ``temperature`` (no top-k / top-p), so ``token_logprobs``
         are log-probs under exactly the distribution that was sampled; with ``greedy`` n must be 1. A ``seed``
         makes the draw reproducible (on the same machine).
         """
         encoded = [encode_prompt(self.tokenizer, p.text) for p in prompts]
-        return self.sample_encoded(
+        replies = self.sample_encoded(
             encoded, [p.id for p in prompts], n, temperature, max_new_tokens, greedy, round, desc, seed
         )
+        return number(replies)
 
     def _completion(self, token_ids: list[int], logprobs: list[float], greedy: bool, prompt_key: str, round: int):
         """A generated reply as a record; every backend decodes the same way, so the same ids give the same text."""

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from selm.algorithms.losses import LOSSES, NEEDS_GREEDY, Logps
+from selm.algorithms.losses import LOSSES, Logps
 from selm.config import Train
 from selm.models.batching import length_batches
 from selm.models.checkpoint import atomic_save_pretrained
@@ -111,11 +112,11 @@ def training_autocast(device: torch.device, cfg: Train):
 class TrainingRun:
     """Everything the loop needs, prepared by ``prepare``."""
 
-    accelerator: object
+    accelerator: Any  # accelerate.Accelerator (imported where it is built: it is slow to import)
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: object
-    loader: torch.utils.data.DataLoader
+    scheduler: Any  # transformers' cosine schedule with warm-up
+    loader: torch.utils.data.DataLoader[int]
     pairs: list[PreferencePair]
     ref: ReferenceLogps
     kinds: tuple[str, ...]  # the replies the loss reads: chosen, rejected (and greedy)
@@ -153,7 +154,7 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
     from transformers import get_cosine_schedule_with_warmup
 
     pad_id = tokenizer.pad_token_id
-    kinds = KINDS if cfg.loss in NEEDS_GREEDY else KINDS[:2]
+    kinds = KINDS if cfg.loss_spec.reads_greedy else KINDS[:2]
     pairs = [truncate(p, cfg.max_length, cfg.max_prompt_length) for p in pairs]
 
     if cfg.gradient_checkpointing:
@@ -177,7 +178,10 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
         gradient_accumulation_steps=cfg.grad_accum, mixed_precision=mixed, deepspeed_plugin=plugin
     )
     g = torch.Generator().manual_seed(seed * 1000 + round)
-    loader = torch.utils.data.DataLoader(range(len(pairs)), batch_size=cfg.batch_size, shuffle=True, generator=g)
+    indices: Any = range(len(pairs))  # the loader hands out pair indices, shuffled (a range is a map-style dataset)
+    loader: torch.utils.data.DataLoader[int] = torch.utils.data.DataLoader(
+        indices, batch_size=cfg.batch_size, shuffle=True, generator=g
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]  # all of them, or the LoRA adapters
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr_for(round), weight_decay=cfg.weight_decay)
     total = math.ceil(len(loader) / cfg.grad_accum) * cfg.epochs
@@ -193,7 +197,7 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
 def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
     """``cfg.epochs`` passes over the pairs; each batch packs its chosen, rejected (and greedy) replies into one
     forward pass. Logs loss, implicit reward margin and accuracy per optimizer step."""
-    acc, model, loss_fn = run.accelerator, run.model, LOSSES[cfg.loss]
+    acc, model, loss_fn, hyper = run.accelerator, run.model, LOSSES[cfg.loss], cfg.loss_hyperparameters()
     history = TrainHistory()
     model.train()
     bar = progress(total=run.total_steps, desc=f"train round {round} ({cfg.loss})", unit="step")
@@ -205,7 +209,7 @@ def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
                 with training_autocast(acc.device, cfg):
                     policy = Logps(*shared_prompt_logprobs(model, *batch))
                 ref = Logps(*(getattr(run.ref, k)[idx].to(acc.device) for k in run.kinds))
-                losses, rw, rl = loss_fn(policy, ref, cfg.beta, cfg.alpha)
+                losses, rw, rl = loss_fn(policy, ref, **hyper)
                 loss = losses.mean()
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
@@ -257,7 +261,7 @@ def with_lora(model, cfg: Train):
     from peft import LoraConfig, get_peft_model
 
     c = cfg.lora
-    config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=list(c.target_modules))
+    config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=list(c.target_modules))  # type: ignore[arg-type]  # peft annotates int; it only divides it by r
     return get_peft_model(model, config)
 
 

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from selm import worlds
 from selm.config import Recipe
-from selm.pipeline.judge import judge_completions, llm_endpoint, reward_metrics
-from selm.pipeline.policy import sampler
+from selm.pipeline.components import Components
+from selm.pipeline.judge import measure
 from selm.progress import timed
 from selm.records import Completion, Judgment
-
-if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
-    from selm.models.cache import ModelCache
 
 EVAL_SEED = 10_000  # sampling seed of the held-out replies is EVAL_SEED + round, the same for every experiment
 
 
-def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str, models: ModelCache | None = None):
+def evaluate(
+    parts: Components, policy_path: str, round: int, policy_name: str
+) -> tuple[dict[str, float], list[Completion], list[Judgment]]:
     """Held-out reward of the policy: one reply per held-out prompt at ``eval.temperature``, judged by the world's
     rule judges with the raw weighted sum.
 
@@ -28,10 +25,11 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str, mod
     combined reward (``heldout_<objective>`` and ``heldout_<objective>_se``); all empty when the world has no
     held-out set (the benchmarks evaluate). ``per_prompt(judgments)`` gives each prompt's values.
     """
-    prompts = worlds.of(recipe).heldout_prompts(recipe)
+    recipe = parts.recipe
+    prompts = parts.world.heldout_prompts(recipe)
     if not prompts:
         return {}, [], []
-    completions = sampler(recipe, policy_path, recipe.eval.batch_size, policy_name, models).sample(
+    completions = parts.sampler(policy_path, recipe.eval.batch_size, policy_name).sample(
         prompts,
         n=1,
         temperature=recipe.eval.temperature,
@@ -40,8 +38,8 @@ def evaluate(policy_path: str, recipe: Recipe, round: int, policy_name: str, mod
         desc=f"evaluate round {round}",
         seed=EVAL_SEED + round,  # the same draw for every experiment: comparisons share their noise
     )
-    judgments = judge_completions(prompts, completions, recipe)
-    return reward_metrics(judgments, "heldout", recipe), completions, judgments
+    judgments = measure(parts, prompts, completions)
+    return parts.reward_metrics(judgments, "heldout"), completions, judgments
 
 
 def per_prompt(judgments: list[Judgment], prefix: str = "heldout") -> dict[str, dict[str, float]]:
@@ -65,27 +63,28 @@ def lm_eval_due(recipe: Recipe, round: int) -> bool:
     return recipe.eval.lm_eval.every_round or round in (0, recipe.experiment.rounds)
 
 
-def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str, models: ModelCache | None = None):
+def benchmarks(
+    parts: Components, policy_path: str, round: int, policy_name: str
+) -> tuple[dict[str, float], dict[str, list[dict]], dict[str, dict[str, float]]]:
     """The benchmarks enabled in ``eval`` (lm-eval tasks, MT-Bench, AlpacaEval 2.0) on the policy: (metrics, records
     per benchmark, per-document scores of the lm-eval tasks).
 
     Graded by ``eval.judge``: the offline proxy (metrics named ``*_proxy_*``) or an LLM judge with the official
     prompts. ``eval_judge_*`` metrics count the grader's calls, tokens and cost; ``eval_prompts_truncated`` the
     prompts cut to fit the policy's context."""
+    recipe = parts.recipe
     e = recipe.eval
-    metrics, records, scores = {}, {}, {}
+    metrics: dict[str, float] = {}
+    records: dict[str, list[dict]] = {}
+    scores: dict[str, dict[str, float]] = {}
     if e.lm_eval.tasks and lm_eval_due(recipe, round):
-        metrics, scores = lm_eval_metrics(policy_path, recipe, models)
+        metrics, scores = lm_eval_metrics(parts, policy_path)
     if not (e.mt_bench.enabled or e.alpaca_eval.enabled):
         return metrics, records, scores
     from selm.benchmarks import alpaca_eval, mt_bench
-    from selm.benchmarks.graders import LLMGrader, ProxyGrader
 
-    if e.judge.backend == "llm":
-        grader = LLMGrader(llm_endpoint(e.judge.llm, recipe), e.judge.llm.concurrency)
-    else:
-        grader = ProxyGrader(e.judge.embedding_model)
-    draw = sampler(recipe, policy_path, e.batch_size, policy_name, models)
+    grader = parts.grader
+    draw = parts.sampler(policy_path, e.batch_size, policy_name)
     if e.mt_bench.enabled:
         m = e.mt_bench
         questions = mt_bench.load_questions(m.questions or None, m.references or None, m.per_category)
@@ -102,19 +101,16 @@ def benchmarks(policy_path: str, recipe: Recipe, round: int, policy_name: str, m
     return metrics, records, scores
 
 
-def lm_eval_metrics(
-    policy_path: str, recipe: Recipe, models: ModelCache | None = None
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def lm_eval_metrics(parts: Components, policy_path: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """``eval.lm_eval.tasks`` through lm-eval's Python API on the loaded policy: {lm_eval_<task>_<metric>: value}
     and each document's scores ({lm_eval_<task>_<metric>: {doc_id: value}})."""
     import tempfile
 
     from selm.benchmarks.lm_eval_suite import evaluate as lm_evaluate
     from selm.benchmarks.lm_eval_suite import per_document
-    from selm.models.cache import ModelCache
 
-    c = recipe.eval.lm_eval
-    model, tokenizer = (models or ModelCache()).get(policy_path, c.dtype)
+    c = parts.recipe.eval.lm_eval
+    model, tokenizer = parts.models.get(policy_path, c.dtype)
     with tempfile.TemporaryDirectory(prefix="selm-lm-eval-") as work:
         metrics, results = lm_evaluate(
             model, tokenizer, c.tasks, c.limit, work, c.batch_size, c.apply_chat_template, c.max_gen_toks
@@ -134,18 +130,13 @@ class Evaluation:
     timings: dict[str, float] = field(default_factory=dict)  # time_evaluate_s, time_benchmarks_s
 
 
-def evaluate_all(
-    policy_path: str, recipe: Recipe, round: int, policy_name: str, models: ModelCache | None = None
-) -> Evaluation:
-    """The evaluate step: ``evaluate`` (held-out reward), then ``benchmarks``, each timed, on the step's ``models``."""
-    from selm.models.cache import ModelCache
-
-    models = models or ModelCache()
-    timings: dict = {}
+def evaluate_all(parts: Components, policy_path: str, round: int, policy_name: str) -> Evaluation:
+    """The evaluate step: ``evaluate`` (held-out reward), then ``benchmarks``, each timed, on the step's models."""
+    timings: dict[str, float] = {}
     with timed(timings, "evaluate"):
-        metrics, completions, judgments = evaluate(policy_path, recipe, round, policy_name, models)
+        metrics, completions, judgments = evaluate(parts, policy_path, round, policy_name)
     with timed(timings, "benchmarks"):
-        bench_metrics, bench_records, bench_scores = benchmarks(policy_path, recipe, round, policy_name, models)
+        bench_metrics, bench_records, bench_scores = benchmarks(parts, policy_path, round, policy_name)
     scores = per_prompt(judgments) | bench_scores
     return Evaluation(
         {**metrics, **bench_metrics}, bench_metrics, completions, judgments, bench_records, scores, timings

@@ -17,51 +17,42 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
-from selm import worlds
 from selm.algorithms import exploration
-from selm.config import Recipe
-from selm.pipeline.judge import judge_completions
-from selm.pipeline.policy import sampler
+from selm.pipeline.components import Components
+from selm.pipeline.judge import measure
 from selm.pipeline.sample import Samples
-from selm.pipeline.select import Selection
 from selm.records import Completion, Judgment
-
-if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
-    from selm.models.cache import ModelCache
 
 
 def diagnostics(
+    parts: Components,
     policy_path: str,
     reference_path: str,
     samples: Samples,
-    selection: Selection,
     judgments: list[Judgment],
     heldout: tuple[list[Completion], list[Judgment]],
-    recipe: Recipe,
     round: int,
-    models: ModelCache | None = None,
 ) -> dict[str, float]:
-    """All ``explore_*`` metrics of the round from its samples, their judgments (``judgments[i]`` judges the i-th
-    selected reply) and the new policy's held-out replies and judgments (the evaluate stage's); the held-out ones only
-    when the world has a held-out set; {} when ``eval.diagnostics`` is off. Models come from the step's ``models``."""
-    if not recipe.eval.diagnostics:
+    """All ``explore_*`` metrics of the round from its samples, their judgments (each names its reply by id) and the
+    new policy's held-out replies and judgments (the evaluate stage's); the held-out ones only when the world has a
+    held-out set; {} when ``eval.diagnostics`` is off. Models come from the step's ``parts.models``."""
+    if not parts.recipe.eval.diagnostics:
         return {}
-    return sample_diagnostics(samples, selection, judgments) | heldout_diagnostics(
-        policy_path, reference_path, *heldout, recipe, round, models
+    return sample_diagnostics(samples, judgments) | heldout_diagnostics(
+        parts, policy_path, reference_path, *heldout, round
     )
 
 
-def sample_diagnostics(samples: Samples, selection: Selection, judgments: list[Judgment]) -> dict[str, float]:
+def sample_diagnostics(samples: Samples, judgments: list[Judgment]) -> dict[str, float]:
     """Diversity of the round's n samples per prompt and the spread of their judged rewards."""
     replies: dict[str, list[list[int]]] = defaultdict(list)
     for c in samples.completions:
         if c.kind == "sample":
             replies[c.prompt_id].append(c.token_ids)
     rewards: dict[str, list[float]] = defaultdict(list)
-    for i, j in zip(selection.completion_indices, judgments):
-        if samples.completions[i].kind == "sample":
+    for j in judgments:
+        if samples.by_id[j.completion_id].kind == "sample":
             rewards[j.prompt_id].append(j.reward)
     best, spread = exploration.best_of_n(list(rewards.values()))
     return {
@@ -74,39 +65,37 @@ def sample_diagnostics(samples: Samples, selection: Selection, judgments: list[J
 
 
 def heldout_diagnostics(
+    parts: Components,
     policy_path: str,
     reference_path: str,
     completions: list[Completion],
     judgments: list[Judgment],
-    recipe: Recipe,
     round: int,
-    models: ModelCache | None = None,
 ) -> dict[str, float]:
     """KL to the reference, the reference's greedy reply y0 under both models, and the new replies' win share over
     y0, on the held-out prompts: one greedy pass of the reference, and one fp32 scoring pass of y0 and the held-out
     replies under each model. (At temperature 1, with neither top-k nor top-p, the replies are draws from πθ; they
     are re-scored rather than taken from the sampler so that both sides of the log-ratio come from the same
     precision — the sampler may run in bf16, ``sampling.dtype``.)"""
-    from selm.models.cache import ModelCache
     from selm.models.chat import encode_prompt
     from selm.models.logprobs import batched_sequence_logprobs
 
-    prompts = worlds.of(recipe).heldout_prompts(recipe)
+    recipe = parts.recipe
+    prompts = parts.world.heldout_prompts(recipe)
     if not prompts or not completions:
         return {}
-    models = models or ModelCache()
-    draw = sampler(recipe, reference_path, recipe.eval.batch_size, f"round-{round - 1}", models)
+    draw = parts.sampler(reference_path, recipe.eval.batch_size, f"round-{round - 1}")
     y0 = draw.sample(
         prompts, n=1, greedy=True, max_new_tokens=recipe.sampling.max_new_tokens, round=round, desc="greedy y0 held-out"
     )
-    y0_rewards = [j.reward for j in judge_completions(prompts, y0, recipe)]
+    y0_reward = {j.prompt_id: j.reward for j in measure(parts, prompts, y0)}  # greedy: one reply per prompt
     prompt_ids = [encode_prompt(draw.tokenizer, p.text) for p in prompts]
     kl = recipe.eval.temperature == 1.0  # otherwise the held-out replies are not draws from πθ
     scored = [c.token_ids for c in y0] + ([c.token_ids for c in completions] if kl else [])
     ids = prompt_ids * (len(scored) // len(prompt_ids))
     logps = {}
     for name, path in (("policy", policy_path), ("reference", reference_path)):
-        model, tok = models.get(path)  # fp32
+        model, tok = parts.models.get(path)  # fp32
         logps[name] = batched_sequence_logprobs(model, ids, scored, tok.pad_token_id).tolist()
     n = len(prompts)
     ratio = exploration.mean_log_ratio(logps["policy"][:n], logps["reference"][:n])
@@ -114,7 +103,9 @@ def heldout_diagnostics(
     if kl:
         kl_estimate = exploration.mean_log_ratio(logps["policy"][n:], logps["reference"][n:])
         out |= dict(zip(("explore_kl", "explore_kl_se"), kl_estimate))
-    out["explore_win_over_y0"] = exploration.win_share([j.reward for j in judgments], y0_rewards)
+    out["explore_win_over_y0"] = exploration.win_share(
+        [j.reward for j in judgments], [y0_reward[j.prompt_id] for j in judgments]
+    )
     return out
 
 

@@ -24,7 +24,6 @@ from math import comb
 from pathlib import Path
 
 from selm import worlds
-from selm.algorithms.losses import NEEDS_GREEDY
 from selm.config import Recipe, load_recipe
 
 GB = 1024**3
@@ -66,7 +65,7 @@ def memory(recipe: Recipe, a: dict) -> dict[str, float]:
     """GB per GPU for training under DDP / ZeRO-2 / ZeRO-3 (states + activations) and for vLLM sampling."""
     p, g, t = n_params(a), recipe.hardware.gpus, recipe.train
     h, layers, vocab = a["hidden_size"], a["num_hidden_layers"], a["vocab_size"]
-    seqs = t.batch_size * (3 if t.loss in NEEDS_GREEDY else 2)  # chosen, rejected (and y0)
+    seqs = t.batch_size * (3 if t.loss_spec.reads_greedy else 2)  # chosen, rejected (and y0)
     per_token = (2 if t.gradient_checkpointing else 34) * h * layers + 4 * vocab
     activations = seqs * t.max_length * per_token
     kv_per_token = (
@@ -109,7 +108,8 @@ def plan(recipe: Recipe) -> dict:
         path = path if path.is_file() else data_dir() / w.prompts_file
         available = sum(1 for line in path.open() if line.strip()) if path.is_file() else None
     calls, what = judge_calls_per_prompt(recipe)
-    labelled = w.train_prompts_per_round if recipe.select.acquisition == "all" else recipe.select.label_budget
+    budget = recipe.select.label_budget  # set whenever acquisition is not "all" (the recipe checks)
+    labelled = w.train_prompts_per_round if recipe.select.acquisition == "all" or budget is None else budget
     steps = math.ceil(labelled / (t.batch_size * t.grad_accum * recipe.hardware.gpus)) * t.epochs
     rounds = [
         {

@@ -1,16 +1,12 @@
-"""Where a round's policy comes from and goes to, and the sampler that draws from it."""
+"""Where a round's policy comes from and goes to, and the precisions it computes in on this machine."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from selm import worlds
 from selm.config import Recipe
-
-if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
-    from selm.models.cache import ModelCache
 
 
 def initial_policy_path(recipe: Recipe) -> str:
@@ -20,15 +16,6 @@ def initial_policy_path(recipe: Recipe) -> str:
 
 def round_dir(recipe: Recipe, experiment_id: str, round: int) -> Path:
     return Path(recipe.experiment.output_dir) / experiment_id / f"round-{round}"
-
-
-def sampler(recipe: Recipe, policy_path: str, batch_size: int, policy_name: str, models: ModelCache | None = None):
-    """The recipe's sampling backend on the policy at ``policy_path`` (``policy_name`` labels its replies), from the
-    step's ``models``."""
-    from selm.models.sampling import make_sampler
-
-    s = recipe.sampling
-    return make_sampler(s.backend, policy_path, batch_size, policy_name, s.dtype, models)
 
 
 def resolved_precisions(recipe: Recipe) -> dict[str, str]:

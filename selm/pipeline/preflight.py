@@ -23,7 +23,7 @@ import requests
 from selm import worlds
 from selm.config import LLMJudgeConfig, Recipe, RecipeError, recipe_from_dict
 from selm.data import resolve
-from selm.pipeline.judge import objective_weights
+from selm.pipeline.components import objective_weights
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from selm.config import Recipe
-from selm.pipeline.policy import sampler
-from selm.records import Completion, Prompt
-
-if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute pay for it
-    from selm.models.cache import ModelCache
+from selm.pipeline.components import Components
+from selm.records import Completion, Prompt, by_id, number
 
 
 @dataclass
@@ -18,22 +13,19 @@ class Samples:
     completions: list[Completion]  # n samples per prompt, adjacent; then dataset replies (pairs.dataset_candidates)
     greedy: list[Completion]  # one greedy reply per prompt: y0 of SELM
     prompt_tokens: dict[str, list[int]]  # prompt id → the token ids the replies were conditioned on
+    by_id: dict[str, Completion] = field(init=False, repr=False)  # every completion and y0 by ``Completion.id``
+
+    def __post_init__(self):
+        self.by_id = by_id([*self.completions, *self.greedy])
 
 
-def sample(
-    policy_path: str,
-    prompts: list[Prompt],
-    recipe: Recipe,
-    round: int,
-    policy_name: str,
-    models: ModelCache | None = None,
-) -> Samples:
-    """n replies per prompt at the recipe's temperature, plus the greedy reply y0 of the same (reference) policy, from
-    the step's ``models``."""
+def sample(parts: Components, policy_path: str, prompts: list[Prompt], round: int, policy_name: str) -> Samples:
+    """n replies per prompt at the recipe's temperature, plus the greedy reply y0 of the same (reference) policy,
+    from the step's sampler."""
     from selm.models.chat import encode_prompt
 
-    s = recipe.sampling
-    draw = sampler(recipe, policy_path, s.batch_size, policy_name, models)
+    s, recipe = parts.recipe.sampling, parts.recipe
+    draw = parts.sampler(policy_path, s.batch_size, policy_name)
     completions = draw.sample(
         prompts,
         n=s.n,
@@ -53,7 +45,8 @@ def sample(
 
 def dataset_completions(prompts: list[Prompt], tokenizer, round: int) -> list[Completion]:
     """Each prompt's dataset ``chosen`` and ``rejected`` replies as completions (kind "dataset") to be ranked with
-    the policy's samples — the three-way {policy, chosen, rejected} ranking of the SELM paper."""
+    the policy's samples — the three-way {policy, chosen, rejected} ranking of the SELM paper. Ids
+    ``<prompt id>/dataset/0`` (chosen) and ``/1`` (rejected)."""
     from selm.models.chat import encode_response
 
     missing = [p.id for p in prompts if not {"chosen", "rejected"} <= set(p.meta)]
@@ -62,7 +55,7 @@ def dataset_completions(prompts: list[Prompt], tokenizer, round: int) -> list[Co
             f"pairs.dataset_candidates: {len(missing)} of {len(prompts)} prompts carry no dataset chosen/rejected "
             f"replies (first: {missing[0]})"
         )
-    return [
+    dataset = [
         Completion(
             prompt_id=p.id,
             text=p.meta[k],
@@ -75,3 +68,4 @@ def dataset_completions(prompts: list[Prompt], tokenizer, round: int) -> list[Co
         for p in prompts
         for k in ("chosen", "rejected")
     ]
+    return number(dataset)

@@ -7,11 +7,12 @@ from collections.abc import Mapping, Sequence
 from selm import tracking
 from selm.algorithms.statistics import paired_improvement
 from selm.config import Recipe
+from selm.pipeline.components import metric_names
 from selm.pipeline.evaluate import Evaluation
 from selm.pipeline.experiment import headline
-from selm.pipeline.judge import metric_names
 from selm.pipeline.policy import precision_line
 from selm.report import cards, plots
+from selm.report import rounds as report_rounds
 
 
 def start(
@@ -55,10 +56,21 @@ def heldout_curves(recipe: Recipe, rounds: Sequence[Mapping[str, float]]):
     return plots.metric_curves({recipe.train.loss: rounds}, names, "held-out reward by round")
 
 
-def round_done(card, run_id: str, recipe: Recipe, round: int, pathspec: str, rounds: Sequence[Mapping]) -> None:
+def round_done(
+    card,
+    run_id: str,
+    recipe: Recipe,
+    round: int,
+    pathspec: str,
+    rounds: Sequence[Mapping],
+    round_run: str,
+    registration: Mapping,
+) -> None:
+    """A round finished: its metrics on the experiment's run at step ``round``, a line, and the card's curves."""
     tracking.log_metrics_once(run_id, rounds[-1], step=round)
     print(f"round {round} done: {headline(rounds[-1])}")
     card.append(cards.markdown(f"# Round {round} — `{pathspec}`"))
+    report_rounds.registered(card, round_run, registration)
     card.append(cards.figure(heldout_curves(recipe, rounds)))
 
 

@@ -1,66 +1,62 @@
-"""One function per RoundFlow step: log the step's result to the round's MLflow run and render its card."""
+"""What a round shows: one card function per RoundFlow step, each reading the ``RoundState``, and ``to_mlflow``,
+which writes the finished round to MLflow at once — from SELMFlow's ``run_round`` (the process that already holds
+MLflow), or from RoundFlow's ``end`` when a round runs alone.
+
+Only ``to_mlflow`` imports MLflow (through ``selm.tracking``, inside the function): the round's steps never pay its
+import (1.2–3.7 s a process, with the sqlite store's set-up, on the 2-core machines measured).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from selm import tracking
 from selm.report import cards, plots
 
 if TYPE_CHECKING:  # annotations only: importing them here would load torch in steps that never use it
-    from selm.models.training import TrainHistory
-    from selm.pipeline.evaluate import Evaluation
-    from selm.pipeline.judge import Judged
-    from selm.pipeline.sample import Samples
+    from selm.config import Recipe
+    from selm.pipeline.runtime import RoundState
     from selm.pipeline.select import Selection
     from selm.records import Prompt
 
 
-def start(
-    card, round: int, experiment_id: str, policy: str, prompts: list[Prompt], run_id: str, skipped: Mapping[str, str]
-) -> None:
+def start(card, state: RoundState, skipped: Mapping[str, str]) -> None:
     """The round's card header; ``skipped`` (benchmarks without data) is non-empty only for a round run alone —
     in an experiment SELMFlow reports them once."""
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     card.append(
         cards.markdown(
-            f"# Round {round} of `{experiment_id}`\npolicy in: `{policy}` · {len(prompts)} prompts · "
-            f"MLflow run `{run_id}`"
+            f"# Round {state.round} of `{state.experiment_id}`\npolicy in: `{state.policy_in}` · "
+            f"{len(state.prompts)} prompts"
         )
     )
     cards.skipped(card, skipped)
-    card.append(cards.table([{"id": p.id, "prompt": p.text, **p.meta} for p in prompts[:20]]))
+    card.append(cards.table([{"id": p.id, "prompt": p.text, **p.meta} for p in state.prompts[:20]]))
 
 
-def samples(card, run_id: str, samples: Samples, prompts: list[Prompt], timings: Mapping[str, float]) -> None:
-    tracking.log_records(run_id, samples.completions, "samples")
-    tracking.log_records(run_id, samples.greedy, "greedy")
-    tracking.log_metrics(run_id, {"time_sample_s": timings["time_sample_s"]})
-    texts = {p.id: p.text for p in prompts}
-    card.append(cards.markdown(f"# Samples: {len(samples.completions)} replies, {len(samples.greedy)} greedy y0"))
+def samples(card, state: RoundState) -> None:
+    assert state.samples is not None
+    s, texts = state.samples, {p.id: p.text for p in state.prompts}
+    card.append(cards.markdown(f"# Samples: {len(s.completions)} replies, {len(s.greedy)} greedy y0"))
     rows = [
         {"prompt": texts[c.prompt_id], "reply": c.text, "logprob": c.logprob, "tokens": len(c.token_ids)}
-        for c in samples.completions[:40]
+        for c in s.completions[:40]
     ]
     card.append(cards.table(rows))
 
 
-def selection(
-    card, run_id: str, sel: Selection, prompts: list[Prompt], n_replies: int, timings: Mapping[str, float]
-) -> None:
-    metrics = {"labels": sel.labels, "replies_to_judge": len(sel.completion_indices)}
-    tracking.log_metrics(run_id, {**metrics, "time_select_s": timings["time_select_s"]})
+def selection(card, state: RoundState) -> None:
+    assert state.selection is not None and state.samples is not None
+    sel = state.selection
     card.append(
         cards.markdown(
-            f"# Selection: `{sel.method}` — {sel.labels} comparisons, {len(sel.completion_indices)} replies "
-            f"to judge out of {n_replies}"
+            f"# Selection: `{sel.method}` — {sel.labels} comparisons, {len(sel.completion_ids)} replies "
+            f"to judge out of {len(state.samples.completions)}"
         )
     )
     if sel.candidates:
-        rows = acquisition_rows(sel, prompts)
-        tracking.log_dict(run_id, {"method": sel.method, "candidates": rows}, "records/acquisition.json")
+        rows = acquisition_rows(sel, state.prompts)
         card.append(cards.figure(plots.acquisition_scores(sel)))
         card.append(cards.table(sorted(rows, key=lambda r: r["rank"] or 10**9)[:40]))
 
@@ -80,16 +76,11 @@ def acquisition_rows(sel: Selection, prompts: list[Prompt]) -> list[dict]:
     ]
 
 
-def judged(card, run_id: str, judged: Judged, timings: Mapping[str, float]) -> None:
-    tracking.log_records(run_id, judged.judgments, "judgments")
-    tracking.log_records(run_id, judged.pairs, "pairs")
-    tracking.log_metrics(
-        run_id,
-        {**judged.metrics, **judged.usage, "pairs": len(judged.pairs), "time_judge_s": timings["time_judge_s"]},
-    )
-    card.append(cards.markdown(f"# Judgments of {len(judged.judgments)} replies → {len(judged.pairs)} pairs"))
-    card.append(cards.metrics_table({**judged.metrics, **judged.usage}))
-    card.append(cards.figure(plots.reward_histograms(judged.judgments, "reward per objective (train)")))
+def judged(card, state: RoundState) -> None:
+    judge_metrics = {k: v for k, v in state.metrics.items() if k.startswith(("train_", "judge_"))}
+    card.append(cards.markdown(f"# Judgments of {len(state.judgments)} replies → {len(state.pairs)} pairs"))
+    card.append(cards.metrics_table(judge_metrics))
+    card.append(cards.figure(plots.reward_histograms(state.judgments, "reward per objective (train)")))
     rows = [
         {
             "chosen": p.chosen_text,
@@ -97,39 +88,32 @@ def judged(card, run_id: str, judged: Judged, timings: Mapping[str, float]) -> N
             "r_chosen": p.chosen_reward,
             "r_rejected": p.rejected_reward,
         }
-        for p in judged.pairs[:40]
+        for p in state.pairs[:40]
     ]
     card.append(cards.table(rows))
 
 
-def training(card, run_id: str, history: TrainHistory, loss: str, round: int, timings: Mapping[str, float]) -> None:
-    tracking.log_curves(run_id, history.steps, "train")
-    tracking.log_metrics(run_id, {**history.summary(), "time_train_s": timings["time_train_s"]})
-    card.append(cards.markdown(f"# Training ({loss}), {len(history.steps)} steps"))
-    card.append(cards.metrics_table(history.summary()))
-    card.append(cards.figure(plots.training_curves(history.steps, f"round {round}")))
+def training(card, state: RoundState, loss: str) -> None:
+    summary: dict[str, float] = {
+        k: state.metrics[k] for k in ("loss", "reward_margin", "reward_accuracy") if k in state.metrics
+    }
+    card.append(cards.markdown(f"# Training ({loss}), {len(state.train_steps)} steps"))
+    card.append(cards.metrics_table(summary))
+    card.append(cards.figure(plots.training_curves(state.train_steps, f"round {state.round}")))
 
 
-def evaluation(card, run_id: str, ev: Evaluation) -> None:
-    tracking.log_records(run_id, ev.completions, "heldout_samples")
-    tracking.log_records(run_id, ev.judgments, "heldout_judgments")
-    tracking.log_dict(run_id, ev.scores, "scores_per_prompt.json")
-    for name, records in ev.benchmark_records.items():  # answers and judgments of each benchmark
-        tracking.log_records(run_id, records, name, "benchmarks")
-    tracking.log_metrics(run_id, {**ev.metrics, **ev.timings})
+def evaluation(card, state: RoundState) -> None:
+    """The held-out evaluation, the benchmarks and the ``explore_*`` diagnostics with what each one means."""
+    assert state.evaluation is not None
+    ev = state.evaluation
     card.append(cards.markdown(f"# Held-out evaluation ({len(ev.judgments)} prompts)"))
     card.append(cards.metrics_table(ev.metrics))
     card.append(cards.figure(plots.reward_histograms(ev.judgments, "reward per objective (held-out)")))
     cards.benchmarks(card, ev.benchmark_metrics, ev.benchmark_records)
-
-
-def exploration(card, run_id: str, metrics: Mapping[str, float]) -> None:
-    """The ``explore_*`` diagnostics: logged, and a card table with what each one means."""
-    if not metrics:
-        return
-    tracking.log_metrics(run_id, metrics)
-    card.append(cards.markdown("# Exploration\n" + EXPLORATION_HELP))
-    card.append(cards.metrics_table(metrics))
+    explore = {k: v for k, v in state.metrics.items() if k.startswith("explore_")}
+    if explore:
+        card.append(cards.markdown("# Exploration\n" + EXPLORATION_HELP))
+        card.append(cards.metrics_table(explore))
 
 
 EXPLORATION_HELP = """\
@@ -140,11 +124,55 @@ On the held-out prompts, new policy πθ vs the round's reference πref: `explor
 `explore_best_of_n_reward`, `explore_reward_spread` — best judged reward per prompt and max − min."""
 
 
-def end(card, round: int, policy: str, registered: Mapping, metrics: Mapping[str, float]) -> None:
+def to_mlflow(recipe: Recipe, state: RoundState, parent_run_id: str | None, metaflow_run: str) -> tuple[str, dict]:
+    """The finished round to MLflow, from one place: its run (nested under ``parent_run_id``; found again on a
+    resume, started at the round's start), every record (samples, y0, judgments, pairs, held-out replies and
+    judgments, benchmark answers, APL's acquisition), the per-prompt scores, the training curves and
+    ``state.metrics``; then the policy registered and the run closed. Returns (run id, ``register_policy``'s result).
+
+    Repeating it (a resumed or retried step) duplicates nothing: the run is found by its key, artifacts are
+    overwritten in place, the numbers are logged once (``tracking.log_metrics_once``), the policy registered once."""
+    from selm import tracking
+
+    assert state.samples is not None and state.selection is not None and state.evaluation is not None
+    tags = {"round": str(state.round), "selm_experiment": state.experiment_id, "metaflow_run": metaflow_run}
+    key = f"{state.experiment_id}/round-{state.round}"
+    run_id = tracking.start_run(recipe, f"round-{state.round}", key, parent_run_id, tags, start_time=state.started_ms)
+    with tracking.failed_on_error(run_id):
+        ev = state.evaluation
+        records: dict[str, list[Any]] = {"samples": state.samples.completions, "greedy": state.samples.greedy,
+                   "judgments": state.judgments, "pairs": state.pairs, "heldout_samples": ev.completions,
+                   "heldout_judgments": ev.judgments}  # fmt: skip
+        for name, rows in records.items():
+            tracking.log_records(run_id, rows, name)
+        for name, rows in ev.benchmark_records.items():  # answers and judgments of each benchmark
+            tracking.log_records(run_id, rows, name, "benchmarks")
+        tracking.log_dict(run_id, ev.scores, "scores_per_prompt.json")
+        if state.selection.candidates:
+            rows = acquisition_rows(state.selection, state.prompts)
+            tracking.log_dict(
+                run_id, {"method": state.selection.method, "candidates": rows}, "records/acquisition.json"
+            )
+        if tracking.log_metrics_once(run_id, state.metrics, step=0):
+            tracking.log_curves(run_id, state.train_steps, "train")
+        registered = tracking.register_policy(
+            run_id, state.policy_out, recipe, state.round, state.metrics, state.experiment_id
+        )
+    tracking.finish_run(run_id)
+    return run_id, registered
+
+
+def end(card, state: RoundState) -> None:
+    card.append(cards.markdown(f"# Round {state.round} done\npolicy `{state.policy_out}`"))
+    card.append(cards.metrics_table(state.metrics, [k for k in state.metrics if k.startswith("time_")]))
+
+
+def registered(card, run_id: str, registration: Mapping) -> None:
+    """Where the round went in MLflow: its run, and the policy's registered version."""
+    r = registration
     card.append(
         cards.markdown(
-            f"# Round {round} done\npolicy `{policy}` registered as `{registered['name']}` v{registered['version']}"
-            + (" — new **champion**" if registered["champion"] else "")
+            f"MLflow run `{run_id}` · policy registered as `{r['name']}` v{r['version']}"
+            + (" — new **champion**" if r["champion"] else "")
         )
     )
-    card.append(cards.metrics_table(metrics, [k for k in metrics if k.startswith("time_")]))
