@@ -10,29 +10,23 @@ Usually launched by SELMFlow (one run per round); also runs alone for debugging:
 
 Each step takes the round's state (``selm.pipeline.runtime.RoundState``, one Metaflow artifact), runs one stage on
 it with the step's own components (world, judges, models: each built once, on the step's device), keeps the state,
-and renders the step's card (``selm.report.rounds``). No step imports MLflow: SELMFlow logs the finished round and
-registers its policy from its own process (a round run alone does it in ``end``). ``@resources`` says what a real-scale
-run needs (the recipe's ``[resources]``, handed over as the Config ``resources``:
-``--config-value resources '{"train": {"gpu": 8, ...}}'`` when run alone); local runs ignore it.
+and renders the step's card (``selm.report.rounds``). Every step has ``@retry`` and ``@timeout`` from the recipe's
+``[resources]`` (``selm.orchestration`` says what is retried and what is not). No step imports MLflow: SELMFlow logs
+the finished round and registers its policy from its own process (a round run alone does it in ``end``).
+``@resources`` says what a real-scale run needs (the recipe's ``[resources]``, handed over as the Config
+``resources``: ``--config-value resources '{"train": {"gpu": 8, ...}}'`` when run alone); local runs ignore it.
 """
 
-import json
+from metaflow import Config, FlowSpec, Parameter, card, current, resources, retry, step, timeout
 
-from metaflow import Config, FlowSpec, Parameter, card, current, resources, step
-
-from selm.config import Resources
+from selm.config import flow_resources
 
 # Heavy imports (torch, transformers, mlflow) stay inside the steps: the card renderer re-imports this file.
 
 
-def parse_resources(text: str) -> dict:
-    """The Config ``resources``: a (partial) JSON ``[resources]`` section, validated and completed with defaults."""
-    return Resources.model_validate(json.loads(text)).model_dump()
-
-
 class RoundFlow(FlowSpec):
     # Parameters are annotated with the values the steps read (Metaflow's stubs type them as Parameter objects)
-    step_resources = Config("resources", default_value="{}", parser=parse_resources)
+    step_resources = Config("resources", default_value="{}", parser=flow_resources)
     recipe_json: str = Parameter("recipe_json", default="", help="Resolved recipe as JSON (SELMFlow passes it)")  # type: ignore[assignment]
     recipe: str = Parameter(
         "recipe", default="tiny_selm", help="Recipe name or .toml path, used when recipe_json is empty"
@@ -45,6 +39,8 @@ class RoundFlow(FlowSpec):
     experiment: str = Parameter("experiment", default="", help="Experiment id (output folder); defaults to this run")  # type: ignore[assignment]
     mlflow_parent: str = Parameter("mlflow_parent", default="", help="MLflow parent run id of the experiment")  # type: ignore[assignment]
 
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.light.timeout_s)
     @card(type="blank")
     @step
     def start(self):
@@ -68,6 +64,8 @@ class RoundFlow(FlowSpec):
         self.next(self.sample)
 
     @resources(gpu=step_resources.sample.gpu, cpu=step_resources.sample.cpu, memory=step_resources.sample.memory)
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.sample.timeout_s)
     @card(type="blank")
     @step
     def sample(self):
@@ -80,6 +78,8 @@ class RoundFlow(FlowSpec):
         self.next(self.select)
 
     @resources(gpu=step_resources.select.gpu, cpu=step_resources.select.cpu, memory=step_resources.select.memory)
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.select.timeout_s)
     @card(type="blank")
     @step
     def select(self):
@@ -92,6 +92,8 @@ class RoundFlow(FlowSpec):
         self.next(self.judge)
 
     @resources(gpu=step_resources.judge.gpu, cpu=step_resources.judge.cpu, memory=step_resources.judge.memory)
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.judge.timeout_s)
     @card(type="blank")
     @step
     def judge(self):
@@ -104,6 +106,8 @@ class RoundFlow(FlowSpec):
         self.next(self.train)
 
     @resources(gpu=step_resources.train.gpu, cpu=step_resources.train.cpu, memory=step_resources.train.memory)
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.train.timeout_s)
     @card(type="blank")
     @step
     def train(self):
@@ -116,6 +120,8 @@ class RoundFlow(FlowSpec):
         self.next(self.evaluate)
 
     @resources(gpu=step_resources.evaluate.gpu, cpu=step_resources.evaluate.cpu, memory=step_resources.evaluate.memory)
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.evaluate.timeout_s)
     @card(type="blank")
     @step
     def evaluate(self):
@@ -128,16 +134,21 @@ class RoundFlow(FlowSpec):
         report.evaluation(current.card, self.state)
         self.next(self.end)
 
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.light.timeout_s)
     @card(type="blank")
     @step
     def end(self):
         """``metrics`` and ``policy_out`` for SELMFlow, which logs the round to MLflow and registers its policy; a
         round run alone (no ``mlflow_parent``) does both here (``selm.report.rounds.to_mlflow``)."""
+        from metaflow import Run
+
+        from selm.orchestration import step_attempts
         from selm.report import rounds as report
 
         self.metrics, self.policy_out = self.state.metrics, self.state.policy_out
         self.eval_scores = self.state.evaluation.scores if self.state.evaluation else {}
-        report.end(current.card, self.state)
+        report.end(current.card, self.state, step_attempts(Run(f"{current.flow_name}/{current.run_id}")))
         if not self.mlflow_parent:
             pathspec = str(current.pathspec).rsplit("/", 2)[0]
             self.mlflow_run, self.registered = report.to_mlflow(self.config, self.state, None, pathspec)

@@ -12,20 +12,30 @@ still running is refused.
 ``run_round`` loops onto itself (Metaflow allows a loop only on a split-switch step) and launches one RoundFlow
 run per round with Metaflow's Runner, so every round is a real run with its own steps, cards and ``resume``.
 A round that already succeeded for this experiment is reused; one that failed or was killed is resumed.
+
+Every step of both flows retries what may pass and has a time limit, from the recipe's ``[resources]``
+(``retries``, ``retry_wait_minutes``, ``<step>.timeout_minutes``): see ``selm.orchestration``. The round cards and
+the summary say how many attempts each step took.
 """
 
 from pathlib import Path
 
-from metaflow import FlowSpec, Parameter, card, current, step
+from metaflow import Config, FlowSpec, Parameter, card, current, retry, step, timeout
+
+from selm.config import flow_resources
 
 ROUND_FLOW = Path(__file__).resolve().parent / "round_flow.py"
 
 
 class SELMFlow(FlowSpec):
+    # the recipe's [resources]: @retry and @timeout of these steps (the command line sets it from the recipe)
+    step_resources = Config("resources", default_value="{}", parser=flow_resources)
     # Parameters are annotated with the values the steps read (Metaflow's stubs type them as Parameter objects)
     recipe: str = Parameter("recipe", default="tiny_selm", help="Shipped recipe name (selm/recipes) or path to a .toml")  # type: ignore[assignment]
     overrides: str = Parameter("overrides", default="", help='Space-separated section.key=value, e.g. "train.loss=dpo"')  # type: ignore[assignment]
 
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.experiment_start.timeout_s)
     @card(type="blank")
     @step
     def start(self):
@@ -62,15 +72,18 @@ class SELMFlow(FlowSpec):
         # round 1's policy is its own reference
         self.rounds, self.round, self.reference, self.round_runs = [{"round": 0, **round0.metrics}], 1, self.policy, []
         self.first_scores = self.last_scores = round0.scores  # per-prompt values: the paired comparison at the end
+        self.attempts = [{"where": "experiment", "step": "start", "attempts": current.retry_count + 1}]
         self.next(self.run_round)
 
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.experiment_round.timeout_s)
     @card(type="blank", refresh_interval=5)  # type: ignore[call-overload]  # the stubs omit refresh_interval
     @step
     def run_round(self):
         """Run (or reuse, or resume) the RoundFlow run of round ``self.round``, log it to MLflow and register its
         policy, then loop or finish."""
         from selm import tracking
-        from selm.orchestration import run_round_flow
+        from selm.orchestration import run_round_flow, step_attempts
         from selm.report import experiment as report
         from selm.report.rounds import to_mlflow
 
@@ -89,20 +102,27 @@ class SELMFlow(FlowSpec):
         self.rounds = self.rounds + [state.metrics]
         self.last_scores = state.evaluation.scores if state.evaluation else {}
         self.round_runs = self.round_runs + [child.pathspec]
+        attempts = {"run_round": current.retry_count + 1, **step_attempts(child)}
+        self.attempts = self.attempts + [{"where": f"round {self.round}", "step": k, "attempts": n}
+                                         for k, n in attempts.items()]  # fmt: skip
         report.round_done(current.card, self.mlflow_run, self.config, self.round, child.pathspec, self.rounds,
-                          round_run, registered)  # fmt: skip
+                          round_run, registered, attempts)  # fmt: skip
         self.round += 1
         self.next_step = "run_round" if self.round <= self.config.experiment.rounds else "end"
         self.next({"run_round": self.run_round, "end": self.end}, condition="next_step")  # type: ignore[arg-type]
 
+    @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
+    @timeout(seconds=step_resources.experiment_end.timeout_s)
     @card(type="blank")
     @step
     def end(self):
         """Experiment card and summary: per-round curves, the last round against the initial policy (paired)."""
         from selm.report import experiment as report
 
+        attempts = self.attempts + [{"where": "experiment", "step": "end", "attempts": current.retry_count + 1}]
         self.improvement = report.end(current.card, self.mlflow_run, self.config, self.experiment_id, self.policy,
-                                      self.rounds, self.skipped, self.first_scores, self.last_scores)  # fmt: skip
+                                      self.rounds, self.skipped, self.first_scores, self.last_scores,
+                                      attempts)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 import tomllib
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from selm.errors import Permanent
+
 DEFAULT_RECIPE = "tiny_selm"
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -289,6 +291,9 @@ class StepResources(Section):
     gpu: int = Field(0, ge=0)
     cpu: int = Field(1, ge=1)
     memory: int = Field(4096, ge=256)  # MB
+    #: the step's ``@timeout``: an attempt still running after this long is stopped (and retried, if attempts are
+    #: left). Generous: a bound on a hang (a judge endpoint that never answers), not a budget for slow hardware
+    timeout_minutes: float = Field(720, gt=0)
 
 
 class SampleResources(StepResources):  # each step's own defaults: overriding one value keeps the others
@@ -312,6 +317,7 @@ class TrainResources(StepResources):
     gpu: int = Field(1, ge=0)
     cpu: int = Field(8, ge=1)
     memory: int = Field(64000, ge=256)
+    timeout_minutes: float = Field(1440, gt=0)
 
 
 class EvaluateResources(StepResources):
@@ -321,14 +327,50 @@ class EvaluateResources(StepResources):
 
 
 class Resources(Section):
-    """Each RoundFlow step's ``@resources`` (what ``--with kubernetes`` / ``batch`` request; local runs ignore it).
-    SELMFlow hands these to every round as the RoundFlow Config ``resources``."""
+    """How each flow step runs: its ``@resources`` (what ``--with kubernetes`` / ``batch`` request; local runs ignore
+    them), its ``@timeout`` and the ``@retry`` of every step of both flows. Both flows read it as their Metaflow
+    Config ``resources`` (``flow_settings``): SELMFlow from the recipe on the command line, each round from SELMFlow.
+    """
 
     sample: SampleResources = SampleResources()
     select: SelectResources = SelectResources()
     judge: JudgeResources = JudgeResources()
     train: TrainResources = TrainResources()
     evaluate: EvaluateResources = EvaluateResources()
+    #: ``@timeout`` of the light steps: each flow's ``start`` and ``end`` (SELMFlow's start also builds or imports the
+    #: initial policy and evaluates it: it gets this plus ``evaluate``'s)
+    light_timeout_minutes: float = Field(60, gt=0)
+    #: attempts after the first, for every step of both flows (``@retry``): a lost node, a killed process, a timeout
+    #: or a judge outage is retried; a permanent failure (``selm.errors``) never is. Metaflow allows at most 4
+    retries: int = Field(2, ge=0, le=4)
+    #: wait before a retry on Kubernetes / AWS Batch (Metaflow's ``minutes_between_retries``); local retries start at
+    #: once
+    retry_wait_minutes: int = Field(2, ge=0)
+
+    def flow_settings(self) -> dict:
+        """The flows' Config ``resources``: every step's resources with ``timeout_s`` (``@timeout`` takes whole
+        seconds), ``retries``, ``retry_wait_minutes``, and SELMFlow's own steps: ``experiment_start``,
+        ``experiment_round`` (the longest a round can take: every step's timeout on every attempt) and
+        ``experiment_end``, each ``{"timeout_s": …}``."""
+
+        def seconds(minutes: float) -> int:
+            return max(1, round(minutes * 60))
+
+        steps = {name: getattr(self, name) for name in ("sample", "select", "judge", "train", "evaluate")}
+        light = self.light_timeout_minutes
+        out: dict = {name: {**r.model_dump(), "timeout_s": seconds(r.timeout_minutes)} for name, r in steps.items()}
+        out["light"] = {"timeout_s": seconds(light)}
+        round_minutes = (self.retries + 1) * (2 * light + sum(r.timeout_minutes for r in steps.values()))
+        out["experiment_start"] = {"timeout_s": seconds(light + self.evaluate.timeout_minutes)}
+        out["experiment_round"] = {"timeout_s": seconds(round_minutes + light)}  # + registering the round's policy
+        out["experiment_end"] = {"timeout_s": seconds(light)}
+        return {**out, "retries": self.retries, "retry_wait_minutes": self.retry_wait_minutes}
+
+
+def flow_resources(text: str) -> dict:
+    """Parser of the flows' Config ``resources``: a (partial) JSON ``[resources]`` section, validated, completed with
+    defaults and turned into ``Resources.flow_settings``."""
+    return Resources.model_validate(json.loads(text)).flow_settings()
 
 
 class Hardware(Section):
@@ -402,7 +444,7 @@ class Recipe(Section):
         return out
 
 
-class RecipeError(ValueError):
+class RecipeError(ValueError, Permanent):
     """A recipe that cannot be used; the message names every offending key."""
 
 

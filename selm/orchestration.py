@@ -10,6 +10,14 @@ launching, the newest run with those tags is looked up: a successful one is reus
 one is resumed with Metaflow's ``resume`` (which clones its finished steps), and only when there is none is a new run
 started.
 
+**Retries.** Every step of both flows has Metaflow's ``@retry`` and ``@timeout`` from the recipe's ``[resources]``
+(the flows' Config ``resources``, which ``guard_command_line`` sets from the recipe for a ``run``). A task that
+fails for a reason that may pass (killed, node lost, timed out, judge down) runs again in the same run; one that
+fails permanently (``selm.errors``) exits with the status Metaflow never retries (``exit_code_of``). A retried step
+is idempotent as a resumed one is: its inputs are the previous step's artifacts, judgments come from the cache,
+checkpoints are atomic and SELMFlow logs and registers a round once. A round whose step failed for good is not
+retried again by SELMFlow (``RoundStepFailed``); a round whose own Metaflow process died is (``RoundFailed``).
+
 **The command line** (``guard_command_line``, called before Metaflow parses it) refuses, before any run exists:
 a ``run`` whose recipe or environment is bad (nothing is written: no Metaflow run, no parameters on disk, no
 MLflow database); a ``resume`` of a finished experiment (it says so and does nothing); a ``resume`` of an experiment
@@ -27,16 +35,24 @@ import re
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
+
+from selm.errors import Permanent, permanent
 
 FLOW = "SELMFlow"
 EXPERIMENT_TAG = "selm_experiment:"
 
 
 class RoundFailed(RuntimeError):
-    pass
+    """The round's Metaflow run did not finish because its own process died (killed, node lost): SELMFlow's
+    ``@retry`` resumes it."""
+
+
+class RoundStepFailed(RoundFailed, Permanent):
+    """A step of the round failed on every attempt it was given: a retry of the whole round would repeat them."""
 
 
 # ---------------------------------------------------------------- experiment identity
@@ -103,14 +119,37 @@ def run_round_flow(
     with _typing_kept():
         from metaflow import Runner
 
-        run, log = asyncio.run(_follow(Runner(str(flow_file), **configs), f"round {round}", **launch))
+        run, log, returncode = asyncio.run(_follow(Runner(str(flow_file), **configs), f"round {round}", **launch))
     if not run.successful:
         print("\n".join(log.splitlines()[-40:]), file=sys.stderr)
-        raise RoundFailed(
-            f"round {round} failed in {run.pathspec} (full log: python flows/round_flow.py logs {run.id}/STEP); "
-            "fix the cause and run `python flows/selm_flow.py resume`"
+        if returncode is not None and returncode < 0:  # the round's runtime itself was killed: a retry resumes it
+            raise RoundFailed(f"round {round}: its Metaflow run {run.pathspec} stopped (exit status {returncode})")
+        failed = failed_step(run)
+        raise RoundStepFailed(
+            f"round {round} failed in {run.pathspec}: {failed}. Full log: python flows/round_flow.py logs "
+            f"{run.id}/{failed.split()[0]}; fix the cause and run `python flows/selm_flow.py resume`"
         )
     return run
+
+
+def step_attempts(run) -> dict[str, int]:
+    """How many attempts each step of a client ``Run`` took (1 = no retry), in the order the steps ran."""
+    steps = sorted(run, key=lambda s: s.created_at)
+    return {s.id: s.task.current_attempt + 1 for s in steps if s.task is not None}
+
+
+def failed_step(run) -> str:
+    """``"<step> after N attempt(s): <the error's type and first line>"`` for the step of a client ``Run`` that did
+    not succeed (a task killed without a word says so)."""
+    for s in sorted(run, key=lambda s: s.created_at, reverse=True):
+        task = s.task
+        if task is not None and not task.successful:
+            wrapper = task.exception  # Metaflow's MetaflowExceptionWrapper: .type "module.Class", .exception text
+            lines = str(getattr(wrapper, "exception", "")).strip().splitlines()
+            what = f"{getattr(wrapper, 'type', '').rsplit('.', 1)[-1]}: {lines[0] if lines else ''}"
+            n = task.current_attempt + 1
+            return f"{s.id} after {n} attempt{'s' * (n > 1)}: " + (what if wrapper else "killed, no error recorded")
+    return "no step failed"
 
 
 @contextmanager
@@ -136,7 +175,8 @@ _STEP_STARTS = re.compile(r"\[[^/\]]+/(\w+)/\d+ \(pid \d+\)\] Task is starting")
 
 
 async def _follow(runner, label: str, method: str, **kwargs):
-    """Launch the child run, print ``<label>: <step>`` as each step starts; return (client Run, its whole log)."""
+    """Launch the child run, print ``<label>: <step>`` as each step starts; return (client Run, its whole log, the
+    exit status of its Metaflow process)."""
     async with runner:
         executing = await getattr(runner, method)(**kwargs)
         async for _, line in executing.stream_log("stdout"):
@@ -144,7 +184,7 @@ async def _follow(runner, label: str, method: str, **kwargs):
             if m:
                 print(f"{label}: {m.group(1)}", flush=True)
         await executing.wait()
-        return executing.run, executing.stdout + executing.stderr
+        return executing.run, executing.stdout + executing.stderr, executing.returncode
 
 
 # ---------------------------------------------------------------- the command line
@@ -162,7 +202,8 @@ def guard_command_line(argv: list[str]):
     if command is None:
         return None
     if command == "run":
-        _validate_run(argv)  # first: a bad recipe leaves nothing behind, not even a .metaflow folder
+        recipe = _validate_run(argv)  # first: a bad recipe leaves nothing behind, not even a .metaflow folder
+        _set_resources_config(argv, argv.index(command), recipe.resources.model_dump_json())
     root = _datastore_root()
     experiment = None
     if command == "resume":
@@ -200,7 +241,8 @@ def _latest_run_id(root: Path) -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-def _validate_run(argv: list[str]) -> None:
+def _validate_run(argv: list[str]):
+    """The recipe the ``run`` names, checked (``selm.pipeline.preflight``); exits with the reason if it is bad."""
     import shlex
 
     from selm.config import RecipeError, load_recipe
@@ -211,6 +253,17 @@ def _validate_run(argv: list[str]) -> None:
         preflight.check(recipe)
     except RecipeError as e:
         sys.exit(f"{e}\nNothing was started. Fix the recipe or the environment and `run` again.")
+    return recipe
+
+
+def _set_resources_config(argv: list[str], command_at: int, resources_json: str) -> None:
+    """SELMFlow's Config ``resources`` (its steps' ``@retry`` and ``@timeout``) from the recipe's ``[resources]``,
+    unless the command line sets it itself. A Config is fixed when the flow is defined, before any Parameter is read:
+    so it goes in as ``--config-value``, a top-level option (before ``run``). ``resume`` keeps the Config of the run
+    it resumes."""
+    if any(a in ("--config-value", "--config") and argv[i + 1 : i + 2] == ["resources"] for i, a in enumerate(argv)):
+        return
+    argv[command_at:command_at] = ["--config-value", "resources", resources_json]
 
 
 def _refuse_finished(origin: str, experiment: str) -> None:
@@ -332,11 +385,22 @@ def main(flow_class) -> NoReturn:
 # ---------------------------------------------------------------- leaving a process
 
 
+#: the exit status with which Metaflow's runtime never retries a task (``metaflow.exception``)
+EXIT_DISALLOW_RETRY = 202
+
+
 def exit_code_of(entry_point) -> int | str | None:
-    """Call a Metaflow entry point (it ends with ``sys.exit``) and return the code it exits with."""
+    """Call a Metaflow entry point (it ends with ``sys.exit``) and return the code it exits with:
+    ``EXIT_DISALLOW_RETRY`` when the error that stopped it is permanent (``selm.errors.permanent``), so that a step
+    which failed that way is not run again by its ``@retry``. Metaflow exits from inside its handler of the step's
+    error, so that error is the ``SystemExit``'s context."""
     try:
         entry_point()
     except SystemExit as e:
+        if e.code and permanent(e.__context__):
+            print(f"selm: {type(e.__context__).__name__} is not retried (a retry would fail the same way)",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_DISALLOW_RETRY
         return e.code
     return 0
 
@@ -349,12 +413,14 @@ def exit_without_teardown(code: int | str | None) -> NoReturn:
     module objects one by one (the default tiny run: 313 s with that teardown, 251 s without). Everything a normal
     exit guarantees is kept, in its order: non-daemon threads are joined, ``atexit`` handlers run (MLflow's
     queues, ``logging.shutdown``, temporary folders), stdio is flushed; then ``os._exit``. A message
-    (``sys.exit("why")``) takes the normal path."""
+    (``sys.exit("why")``) takes the normal path. After a failure the threads get 10 s in all: a step stopped by its
+    ``@timeout`` may have left a judge call hanging, and waiting for it would undo the timeout."""
     if not (code is None or isinstance(code, int)):
         sys.exit(code)
+    deadline = None if not code else time.monotonic() + 10  # a failed step may leave a thread hung on the network
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

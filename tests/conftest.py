@@ -39,6 +39,19 @@ def mlflow_home(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh folder for the flows' .metaflow datastore and mlflow.db, also used by this process's clients."""
+    from metaflow import namespace
+    from metaflow.plugins.datastores.local_storage import LocalStorage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(LocalStorage, "datastore_root", None)  # the client caches the first folder it found
+    namespace(None)
+    return tmp_path
+
+
 def python() -> str:
     return sys.executable
 

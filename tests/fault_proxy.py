@@ -1,9 +1,10 @@
 """A real HTTP server on 127.0.0.1 that forwards to an upstream server, except for the faults it is told to inject.
 
 Faults are consumed one per request, in order: ``"429"``, ``"500"``, ``"503"``, ``"401"`` (that status), ``"slow"``
-(sleep ``slow_s`` and then forward: longer than the client's timeout), ``"garbage"`` (HTTP 200 with a non-JSON body),
-``"verdict:TEXT"`` (a well-formed chat completion whose content is TEXT), ``"forward"``. When the list is empty,
-``default`` applies ("forward" or a fault). Every request's headers are recorded.
+(sleep ``slow_s`` and then forward: longer than the client's timeout), ``"hang"`` (accept the request and never
+answer, until the proxy closes), ``"garbage"`` (HTTP 200 with a non-JSON body), ``"verdict:TEXT"`` (a well-formed
+chat completion whose content is TEXT), ``"forward"``. When the list is empty, ``default`` applies ("forward" or a
+fault). Every POST's headers and body are recorded; a GET (the preflight's ``/models`` probe) is always forwarded.
 """
 
 from __future__ import annotations
@@ -20,18 +21,28 @@ class FaultProxy:
     def __init__(self, upstream: str, faults=(), default: str = "forward", slow_s: float = 2.0):
         self.upstream, self.faults, self.default, self.slow_s = upstream.rstrip("/"), list(faults), default, slow_s
         self.requests: list[dict] = []  # headers of every request, in arrival order
+        self.bodies: list[bytes] = []  # and its body
         self.lock = threading.Lock()
+        self.closed = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep test output quiet
                 pass
 
+            def do_GET(self):
+                up = requests.get(proxy.upstream + self.path.removeprefix("/v1"), timeout=60)
+                self._send(up.status_code, up.content)
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with proxy.lock:
                     proxy.requests.append(dict(self.headers))
+                    proxy.bodies.append(body)
                     fault = proxy.faults.pop(0) if proxy.faults else proxy.default
+                if fault == "hang":
+                    proxy.closed.wait()
+                    return None
                 if fault.isdigit():
                     return self._send(int(fault), b'{"error": "injected"}', {"Retry-After": "0"})
                 if fault == "garbage":
@@ -72,5 +83,6 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc):
+        self.closed.set()
         self.server.shutdown()
         self.server.server_close()

@@ -146,3 +146,67 @@ def test_an_exit_with_a_message_takes_the_normal_path():
     p = subprocess.run([sys.executable, "-c", EXITING, "'why it stopped'"], capture_output=True, text=True, timeout=60)
     assert (p.returncode, p.stderr) == (1, "why it stopped\n")
     assert p.stdout.endswith("atexit handler ran\nmodule teardown\n")
+
+
+PERMANENT = """
+import errno, sys
+from selm.orchestration import exit_code_of, exit_without_teardown
+
+def step():  # as Metaflow's command line ends a failed task: sys.exit(1) from inside its handler of the error
+    try:
+        raise eval(sys.argv[1])
+    except Exception:
+        sys.exit(1)
+
+exit_without_teardown(exit_code_of(step))
+"""
+
+
+@pytest.mark.parametrize(
+    "error, returncode",
+    [
+        ("__import__('selm.config').config.RecipeError('bad key')", 202),
+        ("__import__('selm.judges.llm').judges.llm.JudgeRefused('HTTP 401')", 202),
+        ("OSError(errno.ENOSPC, 'No space left on device')", 202),
+        ("RuntimeError('CUDA error: an illegal memory access')", 1),
+        ("__import__('selm.judges.llm').judges.llm.JudgeUnavailable('HTTP 503, 6 times')", 1),
+        ("OSError(errno.ECONNRESET, 'reset')", 1),
+    ],
+)
+def test_a_permanent_error_exits_with_the_status_metaflow_never_retries(error, returncode):
+    """202 (``METAFLOW_EXIT_DISALLOW_RETRY``) for a bad recipe, a refused judge call, a full disk; a failure that may
+    pass keeps status 1, which ``@retry`` retries. (The end-to-end check: tests/test_unattended.py.)"""
+    from metaflow.exception import METAFLOW_EXIT_DISALLOW_RETRY
+
+    assert METAFLOW_EXIT_DISALLOW_RETRY == 202
+    p = subprocess.run([sys.executable, "-c", PERMANENT, error], capture_output=True, text=True, timeout=60)
+    assert p.returncode == returncode, p.stderr
+    assert ("is not retried" in p.stderr) == (returncode == 202)
+
+
+def test_a_failed_process_does_not_wait_for_a_hung_thread():
+    """After a failure (a step stopped by its @timeout with a judge call still hanging) the threads get 10 s in all,
+    then the process exits: it does not wait the 10 minutes of the hung call."""
+    code = (
+        "import threading, time\nfrom selm.orchestration import exit_without_teardown\n"
+        "threading.Thread(target=time.sleep, args=(600,)).start()\nexit_without_teardown(1)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 1
+
+
+def test_a_run_takes_its_retries_and_timeouts_from_the_recipe(tmp_path, monkeypatch):
+    """``run``: SELMFlow's Config ``resources`` (its @retry and @timeout) is set from the recipe, before ``run``;
+    one given on the command line is kept as given."""
+    import json
+
+    from selm.orchestration import guard_command_line
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["selm_flow.py", "run", "--overrides", "resources.retries=1 resources.judge.timeout_minutes=5"]
+    guard_command_line(argv)
+    assert argv[1:3] == ["--config-value", "resources"] and argv[4] == "run"
+    given = json.loads(argv[3])
+    assert given["retries"] == 1 and given["judge"]["timeout_minutes"] == 5
+    argv = ["selm_flow.py", "--config-value", "resources", '{"retries": 0}', "run"]
+    guard_command_line(argv)
+    assert argv[:5] == ["selm_flow.py", "--config-value", "resources", '{"retries": 0}', "run"]

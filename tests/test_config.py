@@ -78,8 +78,8 @@ def test_acquisition_needs_a_budget_and_entropy_needs_temperature_one():
 
 def test_overriding_one_resource_keeps_the_steps_other_defaults():
     r = load_recipe(None, ["resources.train.gpu=2", "resources.train.memory=12345"]).resources
-    assert r.train.model_dump() == {"gpu": 2, "cpu": 8, "memory": 12345}
-    assert r.judge.model_dump() == {"gpu": 0, "cpu": 4, "memory": 16000}
+    assert r.train.model_dump() == {"gpu": 2, "cpu": 8, "memory": 12345, "timeout_minutes": 1440}
+    assert r.judge.model_dump() == {"gpu": 0, "cpu": 4, "memory": 16000, "timeout_minutes": 720}
     import pickle
 
     recipe = load_recipe(None, ["resources.train.gpu=2"])
@@ -135,3 +135,24 @@ def test_lm_eval_every_round_or_only_at_the_ends():
     ends = load_recipe(None, ["experiment.rounds=3", "eval.lm_eval.every_round=false"])
     assert [lm_eval_due(ends, k) for k in range(4)] == [True, False, False, True]
     assert all(lm_eval_due(load_recipe(None, ["experiment.rounds=3"]), k) for k in range(4))
+
+
+def test_retries_and_timeouts_become_the_flows_settings():
+    """``[resources]`` → the flows' Config: each step's @timeout in whole seconds, the light steps', SELMFlow's round
+    bounded by every step's limit on every attempt, and the @retry settings; out-of-range values name their key."""
+    from selm.config import flow_resources
+
+    overrides = ["resources.retries=1", "resources.judge.timeout_minutes=0.25", "resources.retry_wait_minutes=0"]
+    r = load_recipe(None, overrides)
+    settings = flow_resources(r.resources.model_dump_json())
+    assert settings["judge"]["timeout_s"] == 15 and settings["train"]["timeout_s"] == 24 * 3600
+    assert settings["light"]["timeout_s"] == settings["experiment_end"]["timeout_s"] == 3600
+    assert settings["experiment_start"]["timeout_s"] == 3600 + 720 * 60  # the initial policy, then round 0 evaluated
+    steps = 2 * 60 + 720 + 720 + 0.25 + 1440 + 720  # start and end, sample, select, judge, train, evaluate (minutes)
+    assert settings["experiment_round"]["timeout_s"] == round((2 * steps + 60) * 60)
+    assert (settings["retries"], settings["retry_wait_minutes"]) == (1, 0)
+    assert flow_resources("{}")["retries"] == 2  # a round run alone, or SELMFlow launched without the command line
+    with pytest.raises(RecipeError, match="resources.retries: Input should be less than or equal to 4"):
+        load_recipe(None, ["resources.retries=5"])  # Metaflow's limit: first attempt + 4 retries + @catch
+    with pytest.raises(RecipeError, match="resources.train.timeout_minutes: Input should be greater than 0"):
+        load_recipe(None, ["resources.train.timeout_minutes=0"])

@@ -48,19 +48,6 @@ def kill_during_second_train(p, log: Path) -> None:
     kill(p)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A fresh folder for the flows' .metaflow datastore and mlflow.db, also used by this process's clients."""
-    from metaflow import namespace
-    from metaflow.plugins.datastores.local_storage import LocalStorage
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(LocalStorage, "datastore_root", None)  # the client caches the first folder it found
-    namespace(None)
-    return tmp_path
-
-
 def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_policy_dir, capsys, monkeypatch):
     from metaflow import Flow, Run
     from metaflow.cards import get_cards

@@ -8,9 +8,11 @@ import pytest
 from fault_proxy import FaultProxy
 
 from selm.config import RecipeError, load_recipe
+from selm.errors import permanent
 from selm.judges.base import JudgeUsage
 from selm.judges.cache import JudgmentCache
 from selm.judges.llm import (
+    JudgeRefused,
     JudgeUnavailable,
     LLMEndpoint,
     LLMJudge,
@@ -194,12 +196,13 @@ def test_a_refused_request_is_not_retried_and_the_key_stays_secret(judge_server,
     monkeypatch.setenv("SELM_TEST_JUDGE_KEY", "sk-test-secret-42")
     with FaultProxy(judge_server[0], ["401"]) as proxy:
         judge = judge_for(proxy.base_url, judge_server[1], "tiny-single", api_key_env="SELM_TEST_JUDGE_KEY")
-        with pytest.raises(JudgeUnavailable, match="HTTP 401") as e:
+        with pytest.raises(JudgeRefused, match="HTTP 401") as e:  # a JudgeUnavailable that no retry can fix
             judge.rate(Q, GOOD)
+        assert permanent(e.value)
         assert len(proxy.requests) == 1 and proxy.requests[0]["Authorization"] == "Bearer sk-test-secret-42"
         assert "sk-test" not in str(e.value) and "sk-test" not in judge.id
     monkeypatch.delenv("SELM_TEST_JUDGE_KEY")
-    with pytest.raises(JudgeUnavailable, match="SELM_TEST_JUDGE_KEY .* is not set"):
+    with pytest.raises(JudgeRefused, match="SELM_TEST_JUDGE_KEY .* is not set"):
         judge.rate(Q, GOOD)
 
 
@@ -217,6 +220,20 @@ def test_an_outage_keeps_every_judgment_made_and_resumes_from_them(judge_server,
     scores = rate_replies(judge, items, cache)
     assert judge.usage.cache_hits == 4 and judge.usage.calls == 6 and len(cache) == 10
     assert all(1 <= s["llm_rating"] <= 10 for s in scores)
+
+
+def test_the_same_question_asked_twice_in_one_batch_is_one_call(judge_server):
+    """Two samples alike are judged once and share the verdict (the cache would catch it only in a later batch)."""
+    base_url, model = judge_server
+    with FaultProxy(base_url) as proxy:
+        judge = judge_for(proxy.base_url, model, template="tiny-single")
+        scores = rate_replies(judge, [(Q, GOOD, None), (Q, WRONG, None), (Q, GOOD, None), (Q, GOOD, None)])
+        assert len(proxy.requests) == 2 and scores[0] == scores[2] == scores[3]
+    with FaultProxy(base_url) as proxy:
+        judge = judge_for(proxy.base_url, model)  # pairwise, both orders
+        [ranked] = rank_groups(judge, [(Q, [GOOD, WRONG, GOOD, WRONG], None)])
+        # (GOOD, WRONG) ×3 and (WRONG, GOOD) ×1 are two comparisons, each judged in both orders; alike pairs tie free
+        assert len(proxy.requests) == 2 * 2 and ranked[0] == ranked[2] and ranked[1] == ranked[3]
 
 
 def test_garbage_verdicts_are_counted_and_never_become_preferences(judge_server):

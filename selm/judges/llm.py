@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import requests
 
+from selm.errors import Permanent
 from selm.judges.base import Judge, JudgeUsage
 from selm.judges.cache import JudgmentCache
 
@@ -167,6 +168,10 @@ class JudgeUnavailable(RuntimeError):
     """The endpoint failed after the retry budget (or refused the request); judgments made so far are kept."""
 
 
+class JudgeRefused(JudgeUnavailable, Permanent):
+    """The endpoint refused the request (HTTP 400, 401, 404 ...) or the key is not set: asking again cannot help."""
+
+
 @dataclass
 class ChatReply:
     text: str
@@ -194,7 +199,7 @@ class LLMEndpoint:
         if self.api_key_env:
             key = os.environ.get(self.api_key_env)
             if not key:
-                raise JudgeUnavailable(f"LLM judge: environment variable {self.api_key_env} (the API key) is not set")
+                raise JudgeRefused(f"LLM judge: environment variable {self.api_key_env} (the API key) is not set")
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
@@ -232,7 +237,7 @@ class LLMEndpoint:
                     last = f"HTTP {r.status_code}: {r.text[:200]}"
                     retry_after = _retry_after(r)
                 else:  # 400, 401, 404 ...: retrying cannot help
-                    raise JudgeUnavailable(
+                    raise JudgeRefused(
                         f"LLM judge {url} (model {self.model}) refused: HTTP {r.status_code}: {r.text[:300]}"
                     )
             if attempt < self.max_retries:
@@ -398,8 +403,9 @@ class LLMJudge(Judge):
                 failed.set()
                 raise
 
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {pool.submit(guarded, job): i for i, job in enumerate(jobs)}
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        futures = {pool.submit(guarded, job): i for i, job in enumerate(jobs)}
+        try:
             for f in as_completed(futures):
                 if f.cancelled() or (f.exception() is None and f.result() is _NOT_STARTED):
                     continue
@@ -412,14 +418,29 @@ class LLMJudge(Judge):
                 on_result(futures[f], f.result())  # type: ignore[arg-type]  # not _NOT_STARTED: skipped above
                 done_count += 1
                 bar.update(1)
+        except BaseException:  # stopped from outside (the step's @timeout, Ctrl-C): no new call starts, and the step
+            failed.set()  # ends now rather than when the calls in flight (maybe hung) return; their threads are left
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         bar.close()
         if isinstance(error, JudgeUnavailable):
-            raise JudgeUnavailable(f"{error} — {done_count} of {len(jobs)} judgments were made and kept") from error
+            kept = f"{error} — {done_count} of {len(jobs)} judgments were made and kept"
+            raise type(error)(kept) from error  # a refusal stays a refusal (permanent: not retried)
         if error is not None:
             raise error
 
 
 # ---------------------------------------------------------------- scoring replies
+
+
+def _unique(indices: list[T], key: Callable[[T], Any]) -> list[list[T]]:
+    """``indices`` grouped by ``key``, in first-seen order: the same question and reply(ies) asked twice in one batch
+    (two samples alike) is one call, its verdict given to both (the cache would only catch it in the next batch)."""
+    groups: dict[Any, list[T]] = {}
+    for i in indices:
+        groups.setdefault(key(i), []).append(i)
+    return list(groups.values())
 
 
 def rate_replies(
@@ -429,15 +450,16 @@ def rate_replies(
     parse. Cached per (question, reply); new judgments are stored as soon as they arrive."""
     results: list = [cache.get(judge.id, q, [a]) if cache else None for q, a, _ in items]
     judge.usage.cache_hits += sum(r is not None for r in results)
-    todo = [i for i, r in enumerate(results) if r is None]
+    todo = _unique([i for i, r in enumerate(results) if r is None], lambda i: items[i])
 
     def store(k: int, result: dict[str, Any]) -> None:
-        i = todo[k]
-        results[i] = result
+        first, *same = todo[k]
+        for i in (first, *same):
+            results[i] = result
         if cache is not None and result["rating"] is not None:  # failures are re-asked next time
-            cache.put(judge.id, items[i][0], [items[i][1]], result)
+            cache.put(judge.id, items[first][0], [items[first][1]], result)
 
-    jobs: list[Callable[[], dict[str, Any]]] = [functools.partial(judge.rate, *items[i]) for i in todo]
+    jobs: list[Callable[[], dict[str, Any]]] = [functools.partial(judge.rate, *items[i[0]]) for i in todo]
     judge.run(jobs, store, desc=f"judge ({judge.template.name})")
     return [{RATING_OBJECTIVE: math.nan if r["rating"] is None else r["rating"]} for r in results]
 
@@ -462,10 +484,12 @@ def rank_groups(
             judge.usage.cache_hits += 1
         else:
             todo.append((g, i, j))
+    unique = _unique(todo, lambda t: (groups[t[0]][0], groups[t[0]][1][t[1]], groups[t[0]][1][t[2]], groups[t[0]][2]))
 
     def store(k: int, comparison: Comparison) -> None:
-        g, i, j = todo[k]
-        points[g, i, j] = comparison.points()
+        for g, i, j in unique[k]:
+            points[g, i, j] = comparison.points()
+        g, i, j = unique[k][0]
         if cache is not None and comparison.winner is not None:
             q, replies, _ = groups[g]
             cache.put(judge.id, q, [replies[i], replies[j]], {"points": comparison.points(), **comparison.__dict__})
@@ -474,7 +498,7 @@ def rank_groups(
         q, replies, ref = groups[g]
         return judge.compare(q, replies[i], replies[j], ref)
 
-    judge.run([functools.partial(job, *t) for t in todo], store, desc=f"judge ({judge.template.name})")
+    judge.run([functools.partial(job, *same[0]) for same in unique], store, desc=f"judge ({judge.template.name})")
     out = []
     for g, (_, replies, _) in enumerate(groups):
         won: list[list[float]] = [[] for _ in replies]

@@ -19,6 +19,7 @@ import torch
 
 from selm.algorithms.losses import LOSSES, Logps
 from selm.config import Train
+from selm.errors import Permanent
 from selm.models.batching import length_batches
 from selm.models.checkpoint import atomic_save_pretrained
 from selm.models.logprobs import pack_shared, shared_prompt_logprobs
@@ -27,7 +28,7 @@ from selm.progress import progress
 from selm.records import PreferencePair
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(FloatingPointError, Permanent):
     """Training produced a NaN or infinite loss; the run stops instead of writing a broken checkpoint."""
 
 

@@ -65,12 +65,16 @@ def round_done(
     rounds: Sequence[Mapping],
     round_run: str,
     registration: Mapping,
+    attempts: Mapping[str, int],
 ) -> None:
-    """A round finished: its metrics on the experiment's run at step ``round``, a line, and the card's curves."""
+    """A round finished: its metrics on the experiment's run at step ``round``, a line, the attempts its steps took
+    and the card's curves."""
     tracking.log_metrics_once(run_id, rounds[-1], step=round)
-    print(f"round {round} done: {headline(rounds[-1])}")
+    retried = ", ".join(f"{step} ({n} attempts)" for step, n in attempts.items() if n > 1)
+    print(f"round {round} done: {headline(rounds[-1])}" + (f"; retried: {retried}" if retried else ""))
     card.append(cards.markdown(f"# Round {round} — `{pathspec}`"))
     report_rounds.registered(card, round_run, registration)
+    report_rounds.attempts(card, attempts)
     card.append(cards.figure(heldout_curves(recipe, rounds)))
 
 
@@ -84,13 +88,16 @@ def end(
     skipped: Mapping[str, str],
     first_scores: Mapping[str, Mapping[str, float]],
     last_scores: Mapping[str, Mapping[str, float]],
+    attempts: Sequence[Mapping],
 ) -> list[dict]:
-    """The experiment's summary: per-round curves and the last round against the initial policy, paired over the
-    prompts both answered (returned; ``*_scores`` are each evaluation's per-prompt values)."""
+    """The experiment's summary: per-round curves, the last round against the initial policy, paired over the
+    prompts both answered (returned; ``*_scores`` are each evaluation's per-prompt values), and the steps that took
+    more than one attempt (``attempts``: rows of where, step, attempts)."""
     rows = paired_improvement(first_scores, last_scores)
     fig = heldout_curves(recipe, rounds)
+    retried = [a for a in attempts if a["attempts"] > 1]
     tracking.log_figure(run_id, fig, "heldout_by_round")
-    tracking.log_dict(run_id, {"rounds": list(rounds), "improvement": rows}, "summary.json")
+    tracking.log_dict(run_id, {"rounds": list(rounds), "improvement": rows, "attempts": list(attempts)}, "summary.json")
     tracking.finish_run(run_id)
     card.append(
         cards.markdown(
@@ -103,7 +110,11 @@ def end(
     )
     card.append(cards.table(rows))
     card.append(cards.table([{k: v for k, v in r.items() if not k.endswith("_se")} for r in rounds]))
+    card.append(cards.markdown(f"## Attempts per step ({len(retried)} retried)"))
+    card.append(cards.table(list(attempts)))
     print(f"experiment {experiment_id} done; MLflow run {run_id}")
+    print("  every step succeeded on its first attempt" if not retried else "  retried: " + ", ".join(
+        f"{a['where']} {a['step']} ({a['attempts']} attempts)" for a in retried))  # fmt: skip
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
     for row in rows:

@@ -162,9 +162,17 @@ def to_mlflow(recipe: Recipe, state: RoundState, parent_run_id: str | None, meta
     return run_id, registered
 
 
-def end(card, state: RoundState) -> None:
+def end(card, state: RoundState, step_attempts: Mapping[str, int]) -> None:
     card.append(cards.markdown(f"# Round {state.round} done\npolicy `{state.policy_out}`"))
     card.append(cards.metrics_table(state.metrics, [k for k in state.metrics if k.startswith("time_")]))
+    attempts(card, step_attempts)
+
+
+def attempts(card, step_attempts: Mapping[str, int]) -> None:
+    """How many attempts each step took (``@retry``: more than one means it failed and ran again)."""
+    retried = sum(n > 1 for n in step_attempts.values())
+    card.append(cards.markdown(f"**Attempts per step** ({retried} retried)"))
+    card.append(cards.table([{"step": step, "attempts": n} for step, n in step_attempts.items()]))
 
 
 def registered(card, run_id: str, registration: Mapping) -> None:

@@ -1,0 +1,145 @@
+"""Unattended runs: a step retries what may pass by itself, a hung step is bounded, a permanent error is not retried.
+
+Real processes throughout: SELMFlow and its rounds under Metaflow's local runtime, task processes killed with
+SIGKILL while they work (nothing else is touched: the run has to recover on its own, with no ``resume``), and the
+tiny judge LM served by ``transformers serve`` behind a proxy that counts every call.
+"""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from fault_proxy import FaultProxy
+from test_flows_e2e import ONE_ROUND, REDUCED, flow, wait_for
+
+pytestmark = pytest.mark.slow
+
+#: the LLM judge (single 1–10 ratings) on fewer prompts: 4 replies × 32 prompts = 128 calls a round
+LLM_JUDGE = "world.train_prompts_per_round=32 judge.backend=llm judge.llm.template=tiny-single judge.llm.concurrency=2"
+
+
+def llm_judged(base_url: str, cache: Path, rounds: str = REDUCED) -> str:
+    return f'{rounds} {LLM_JUDGE} judge.llm.base_url="{base_url}" judge.cache="{cache}"'
+
+
+def task_pid(folder: Path, step: str, timeout: float = 60) -> int:
+    """The pid of the RoundFlow task process now running ``step`` for the run started in ``folder``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+                cwd = (cmdline.parent / "cwd").resolve()
+            except OSError:
+                continue
+            if cwd == folder.resolve() and any(a.endswith(b"round_flow.py") for a in args) and b"step" in args:
+                if args[args.index(b"step") + 1] == step.encode():
+                    return int(cmdline.parent.name)
+        time.sleep(0.1)
+    pytest.fail(f"no task process of step {step} in {folder}")
+
+
+def client_in(folder: Path):
+    """Metaflow's client reading the runs of ``folder`` (it caches the first datastore it found)."""
+    from metaflow import Flow, namespace
+    from metaflow.plugins.datastores.local_storage import LocalStorage
+
+    os.chdir(folder)
+    LocalStorage.datastore_root = None
+    namespace(None)
+    return Flow
+
+
+def test_killed_tasks_are_retried_by_the_run_itself(home, tiny_policy_dir, judge_server):
+    """kill -9 of round 1's judge task (LLM judge, mid-way) and of round 2's train task: the run retries both by
+    itself and finishes: one experiment run, one round run each, one MLflow run and version per round, every metric
+    logged once, no judgment asked twice except the calls in flight when the judge died (paid, never answered to
+    the cache), and the same numbers as an uninterrupted run."""
+    from selm import tracking
+
+    straight, killed = home / "straight", home / "killed"
+    for folder in (straight, killed):
+        folder.mkdir()
+    with FaultProxy(judge_server[0]) as proxy:
+        overrides = llm_judged(proxy.base_url, straight / "j.sqlite")
+        flow("run", "--overrides", overrides, cwd=straight, log=straight / "log")
+        expected = client_in(straight)("SELMFlow").latest_run["end"].task.data.rounds
+        asked = set(proxy.bodies)
+        assert len(asked) == len(proxy.bodies) > 0
+
+    log = killed / "log"
+    with FaultProxy(judge_server[0]) as proxy:
+        p = flow("run", "--overrides", llm_judged(proxy.base_url, killed / "j.sqlite"), cwd=killed, log=log, wait=False)
+        wait_for("round 1: judge", log, p)
+        while len(proxy.bodies) < 40:  # well inside the step: 40 of its 128 calls made
+            assert p.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.05)
+        os.kill(task_pid(killed, "judge"), signal.SIGKILL)
+        wait_for("round 2: train", log, p)
+        time.sleep(3)  # training
+        os.kill(task_pid(killed, "train"), signal.SIGKILL)
+        assert p.wait(timeout=900) == 0, log.read_text()[-5000:]
+    repeated = len(proxy.bodies) - len(set(proxy.bodies))
+    assert set(proxy.bodies) == asked and repeated <= 2  # at most the calls in flight (concurrency 2)
+    assert "retried: round 1 judge (2 attempts), round 2 train (2 attempts)" in log.read_text()
+
+    Flow = client_in(killed)
+    [run] = list(Flow("SELMFlow"))  # no resume: the first run finished
+    data = run["end"].task.data
+    experiment = data.experiment_id
+    for k, retried in ((1, "judge"), (2, "train")):
+        [round_run] = list(Flow("RoundFlow").runs(f"selm_experiment:{experiment}", f"round:{k}"))
+        assert round_run.successful and round_run[retried].task.current_attempt == 1
+        assert all(s.task.current_attempt == 0 for s in round_run if s.id != retried)
+    for key in ("heldout_reward", "heldout_correctness", "pairs", "loss", "train_reward"):
+        assert [r[key] for r in data.rounds[1:]] == pytest.approx([r[key] for r in expected[1:]], abs=1e-9), key
+
+    c = tracking.client()
+    runs = c.search_runs([c.get_experiment_by_name("selm").experiment_id])
+    keys = sorted(r.data.tags["selm_key"] for r in runs)
+    assert keys == [experiment, f"{experiment}/round-1", f"{experiment}/round-2"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert len(c.search_model_versions("name='tiny-selm-policy'")) == 2
+    for r in runs:
+        for key in r.data.metrics:
+            steps = [m.step for m in c.get_metric_history(r.info.run_id, key)]
+            assert len(steps) == len(set(steps)), (r.data.tags["selm_key"], key, steps)
+
+
+def test_a_hung_judge_is_stopped_by_its_step_timeout(home, tiny_policy_dir, judge_server):
+    """A judge endpoint that passes the preflight probe, accepts every call and never answers (the client's own
+    timeout is 10 minutes): the judge step's 15 s @timeout stops each of its 2 attempts, and the run fails with a
+    message naming the step, the limit and the attempts; SELMFlow does not retry the failed round."""
+    from metaflow import Flow
+
+    log = home / "log"
+    hang = "resources.judge.timeout_minutes=0.25 resources.retries=1 judge.llm.timeout_s=600"
+    with FaultProxy(judge_server[0], default="hang") as proxy:
+        p = flow("run", "--overrides", f"{llm_judged(proxy.base_url, home / 'j.sqlite', ONE_ROUND)} {hang}",
+                 cwd=home, log=log, wait=False)  # fmt: skip
+        assert p.wait(timeout=600) != 0
+    text = log.read_text()
+    assert "Step judge timed out after 0 hours, 0 minutes, 15 seconds" in text
+    assert "judge after 2 attempts: TimeoutException" in text
+    assert len(proxy.bodies) == 2 * 2  # two calls in flight (concurrency 2), once per attempt: no call after the stop
+    [round_run] = list(Flow("RoundFlow"))
+    assert round_run["judge"].task.current_attempt == 1
+    assert Flow("SELMFlow").latest_run["run_round"].task.current_attempt == 0  # the failed round was not run again
+
+
+def test_a_permanent_error_fails_on_its_first_attempt(home, tiny_policy_dir):
+    """A NaN loss (a learning rate of 1e30) is not retried, though the recipe allows 2 retries: the run fails on the
+    train step's first attempt, with the error's message."""
+    from metaflow import Flow
+
+    log = home / "log"
+    p = flow("run", "--overrides", f"{ONE_ROUND} train.learning_rate=1e30", cwd=home, log=log, wait=False)
+    assert p.wait(timeout=600) != 0
+    text = log.read_text()
+    assert "NonFiniteLossError is not retried" in text
+    assert "train after 1 attempt: NonFiniteLossError: round 1, epoch" in text
+    [round_run] = list(Flow("RoundFlow"))
+    assert round_run["train"].task.current_attempt == 0
+    assert Flow("SELMFlow").latest_run["run_round"].task.current_attempt == 0
