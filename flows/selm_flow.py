@@ -93,9 +93,9 @@ class SELMFlow(FlowSpec):
             params = dict(recipe_json=self.config.model_dump_json(), round=self.round, policy=self.policy,
                           reference=self.reference, experiment=self.experiment_id,
                           mlflow_parent=self.mlflow_run)  # fmt: skip
-            child = run_round_flow(
-                ROUND_FLOW, self.experiment_id, self.round, params, self.config.resources.model_dump()
-            )
+            resources = self.config.resources.model_dump()
+            child = run_round_flow(ROUND_FLOW, self.experiment_id, self.round, params, resources,
+                                   meanwhile=tracking.prepare_registration)  # fmt: skip
             state = child["end"].task.data.state  # the round, logged here: this process holds MLflow already
             round_run, registered = to_mlflow(self.config, state, self.mlflow_run, child.pathspec)
         self.reference, self.policy = self.policy, state.policy_out  # next round's policy and its own reference

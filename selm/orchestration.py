@@ -36,6 +36,8 @@ import signal
 import sys
 import threading
 import time
+import typing
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -95,8 +97,12 @@ def run_round_flow(
     round: int,
     params: dict,
     resources: dict | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ):
     """Reuse, resume or start the round's RoundFlow run; return the successful client ``Run``.
+
+    ``meanwhile`` runs in a thread of this process once the round is under way (SELMFlow imports what registering
+    the round's policy needs — torch, transformers, ``mlflow.transformers``, about 5 s — while the round works).
 
     ``resources`` (the recipe's ``[resources]``) becomes the RoundFlow Config that sizes each step's ``@resources``.
     One line per step is printed (``round 1: train``); the child's full log stays in Metaflow, and the tail of a
@@ -119,7 +125,8 @@ def run_round_flow(
     with _typing_kept():
         from metaflow import Runner
 
-        run, log, returncode = asyncio.run(_follow(Runner(str(flow_file), **configs), f"round {round}", **launch))
+        runner = Runner(str(flow_file), **configs)
+        run, log, returncode = asyncio.run(_follow(runner, f"round {round}", meanwhile, **launch))
     if not run.successful:
         print("\n".join(log.splitlines()[-40:]), file=sys.stderr)
         if returncode is not None and returncode < 0:  # the round's runtime itself was killed: a retry resumes it
@@ -161,24 +168,31 @@ def _typing_kept():
     ``Generic[_T0, _T1]`` with a default (torch.export, transformers' configs) then fails to import
     (Netflix/metaflow#2462). Putting the process's own function back lets the step that launched a round load torch
     afterwards, to register the round's policy."""
-    import typing
-
-    before = getattr(typing, "_collect_parameters", None)
     try:
         yield
     finally:
-        if before is not None:
-            typing._collect_parameters = before  # type: ignore[attr-defined]
+        _restore_typing()
+
+
+_COLLECT_PARAMETERS = getattr(typing, "_collect_parameters", None)  # the process's own, before any Runner
+
+
+def _restore_typing() -> None:
+    if _COLLECT_PARAMETERS is not None:
+        typing._collect_parameters = _COLLECT_PARAMETERS  # type: ignore[attr-defined]
 
 
 _STEP_STARTS = re.compile(r"\[[^/\]]+/(\w+)/\d+ \(pid \d+\)\] Task is starting")
 
 
-async def _follow(runner, label: str, method: str, **kwargs):
-    """Launch the child run, print ``<label>: <step>`` as each step starts; return (client Run, its whole log, the
-    exit status of its Metaflow process)."""
+async def _follow(runner, label: str, meanwhile: Callable[[], object] | None, method: str, **kwargs):
+    """Launch the child run, start ``meanwhile`` in a thread, print ``<label>: <step>`` as each step starts; return
+    (client Run, its whole log, the exit status of its Metaflow process)."""
     async with runner:
         executing = await getattr(runner, method)(**kwargs)
+        if meanwhile is not None:  # the Runner has done its harm to typing by now: undone before torch is imported
+            _restore_typing()
+            threading.Thread(target=meanwhile, name="meanwhile", daemon=True).start()
         async for _, line in executing.stream_log("stdout"):
             m = _STEP_STARTS.search(line)
             if m:

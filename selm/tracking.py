@@ -220,6 +220,13 @@ def experiment_alias(experiment_id: str, what: str) -> str:
     return f"{experiment_id.lower()}-{what}"
 
 
+def prepare_registration() -> None:
+    """Import what ``register_policy`` needs (torch, transformers, ``mlflow.transformers``: seconds), e.g. in a thread
+    while the round it will register is still running."""
+    import mlflow.transformers  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+
 def register_policy(
     run_id: str, policy_path: str, recipe: Recipe, round: int, metrics: Mapping[str, float], experiment_id: str
 ) -> dict:
