@@ -2,6 +2,7 @@
 step's device (``cuda`` where there is a GPU, else the CPU), and the attention paths the trainer uses, checked there.
 
     python benchmarks/device_check.py            # prints one JSON summary; exits non-zero if a check fails
+    python benchmarks/device_check.py --policy DIR   # start from this policy instead of building the tiny one
 
 Checks: the precision "auto" picks here; each stage's models sit on the device; the shared-prompt log-probs agree
 between SDPA and eager attention (whose additive mask is built on the device) and with scoring each reply alone.
@@ -24,9 +25,9 @@ from selm.models.logprobs import batched_sequence_logprobs, pack_shared, shared_
 from selm.models.precision import compute_device, detect, resolve
 
 
-def round_on_device(out: Path) -> dict:
+def round_on_device(out: Path, policy: str | None = None) -> dict:
     """sample → select → judge → train → evaluate + diagnostics of round 1 through the round runtime, one
-    ``ModelCache`` per step (as RoundFlow's steps)."""
+    ``ModelCache`` per step (as RoundFlow's steps), from ``policy`` (default: the tiny world's, built if absent)."""
     from selm.pipeline import runtime
     from selm.pipeline.components import Components
     from selm.pipeline.policy import initial_policy_path
@@ -34,7 +35,7 @@ def round_on_device(out: Path) -> dict:
     overrides = ["world.train_prompts_per_round=256", "world.heldout_prompts=200", "judge.cache=off",
                  "eval.lm_eval.tasks=[]", "eval.mt_bench.enabled=false", "eval.alpaca_eval.enabled=false"]  # fmt: skip
     recipe = load_recipe(None, overrides)
-    policy = initial_policy_path(recipe)
+    policy = policy or initial_policy_path(recipe)
     state = runtime.begin(Components(recipe), 1, "device-check", policy, policy, out / "round-1")
     seconds, devices = {}, set()
     for stage in runtime.STAGES:
@@ -76,13 +77,18 @@ def attention_paths(device: str) -> dict:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--policy", help="initial policy folder (default: the tiny world's, built if absent)")
+    args = parser.parse_args(argv)
     device = compute_device()
     summary = {"device": device, "hardware": detect(device).describe(), "auto_precision": resolve("auto", device)}
     if device == "cuda":
         summary["gpu"] = torch.cuda.get_device_name()
     with tempfile.TemporaryDirectory(prefix="selm-device-") as tmp:
-        summary["round"] = round_on_device(Path(tmp))
+        summary["round"] = round_on_device(Path(tmp), args.policy)
     summary["attention"] = attention_paths(device)
     ok = {
         "models_on_device": summary["round"]["model_devices"]

@@ -8,7 +8,7 @@ import torch
 
 from selm.config import load_recipe
 from selm.models.loading import load_policy
-from selm.models.logprobs import batched_sequence_logprobs
+from selm.models.logprobs import batched_sequence_logprobs, shared_prompt_logprobs
 from selm.models.training import NonFiniteLossError, reference_logps, train_preferences
 
 
@@ -111,3 +111,33 @@ def test_lora_trains_adapters_only_and_saves_a_merged_policy(tiny_policy_dir, ro
     changed = {k for k, v in saved.state_dict().items() if not torch.allclose(v, before[k])}
     assert changed and all(k.split(".")[-2].endswith("proj") for k in changed)  # only adapted projections moved
     assert "model.embed_tokens.weight" not in changed
+
+
+def test_gradient_checkpointing_through_the_shared_prompt_packing_equals_the_plain_pass(tiny_policy_dir, round_pairs):
+    """Recomputing activations in the backward pass (``train.gradient_checkpointing``, as ``prepare`` enables it)
+    changes memory, not the math: through the shared-prompt packing and its block mask, the SELM loss and every
+    parameter's gradient equal the plain pass's (fp32)."""
+    from selm.algorithms.losses import LOSSES, Logps
+    from selm.models.training import KINDS, packed_pairs
+
+    def loss_and_grads(checkpointing: bool):
+        torch.manual_seed(0)
+        model, tok = load_policy(tiny_policy_dir)
+        pairs = round_pairs[:8]
+        ref = reference_logps(model, pairs, tok.pad_token_id)
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        model.train()
+        policy = Logps(*shared_prompt_logprobs(model, *packed_pairs(pairs, KINDS, tok.pad_token_id)))
+        losses, _, _ = LOSSES["selm"](policy, Logps(ref.chosen, ref.rejected, ref.greedy), beta=0.1, alpha=1e-3)
+        losses.mean().backward()
+        assert model.is_gradient_checkpointing == checkpointing
+        return losses.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    plain_loss, plain = loss_and_grads(False)
+    loss, grads = loss_and_grads(True)
+    assert torch.allclose(loss, plain_loss, atol=1e-6)
+    assert grads.keys() == plain.keys() and all(g.abs().sum() > 0 for g in plain.values() if g.numel() > 64)
+    for name, g in grads.items():
+        assert torch.allclose(g, plain[name], atol=1e-6, rtol=1e-4), name
