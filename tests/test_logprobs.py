@@ -76,3 +76,35 @@ def test_a_shared_prompt_scores_each_reply_as_if_it_followed_the_prompt_alone(at
     grads = [torch.autograd.grad(f.sum(), model.parameters()) for f in (ours, separate)]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_chunked_head_equals_the_models_own_logits_and_never_holds_them_all(dtype):
+    """The fused path (decoder, then the head on the predicting positions only, 4 rows of logits at a time under
+    activation checkpointing) gives the model-forward path's log-probs and gradients — also under bf16 autocast,
+    the trainer's — and the head never sees more than 4 rows at once, forward or backward."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from selm.models.logprobs import pack_shared, shared_prompt_logprobs
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)  # fmt: skip
+    model = LlamaForCausalLM(config)
+    rows_seen = []
+    model.lm_head.register_forward_hook(lambda m, args, out: rows_seen.append(args[0].shape[:-1].numel()))
+    prompts = [[5, 6, 7, 8, 9], [11, 12], [3, 4, 5, 6, 7, 8, 9, 10]]
+    replies = [[[20, 21, 22], [30, 31, 32, 33, 34], [40]], [[23], [35, 36], [41, 42, 43, 44]]]
+    batch = pack_shared(prompts, replies, pad_id=0)
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype == torch.bfloat16):
+        fused = shared_prompt_logprobs(model, *batch, head_chunk=4)
+        assert rows_seen and max(rows_seen) <= 4  # the forward: 4 rows at a time
+        rows_seen.clear()
+        grads = torch.autograd.grad(fused.sum(), model.parameters())
+        assert rows_seen and max(rows_seen) <= 4  # the backward recomputed each chunk's logits, 4 rows at a time
+        plain = shared_prompt_logprobs(model, *batch, fused_head=False)
+        plain_grads = torch.autograd.grad(plain.sum(), model.parameters())
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16: the two paths run matmuls of different shapes
+    torch.testing.assert_close(fused, plain, atol=tol, rtol=0)
+    for a, b in zip(grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)

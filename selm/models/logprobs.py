@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
@@ -100,16 +101,40 @@ def pack_shared(prompts: Sequence[Sequence[int]], replies: Sequence[Sequence[Seq
     return ids, positions, allowed[:, None], pred, targets, mask
 
 
-def shared_prompt_logprobs(model, input_ids, position_ids, allowed, pred, targets, mask, chunk: int = 128):
+def shared_prompt_logprobs(
+    model,
+    input_ids,
+    position_ids,
+    allowed,
+    pred,
+    targets,
+    mask,
+    chunk: int = 128,
+    head_chunk: int = 1024,
+    fused_head: bool = True,
+):
     """Σ over reply tokens of log π(y_t | x, y_<t) for each reply of a ``pack_shared`` batch: [K, B].
 
-    The LM head runs only from the earliest predicting position on; logsumexp is taken ``chunk`` positions at a
-    time in fp32 and only the needed token's logit is read."""
+    With ``fused_head``, where the model's head is a plain linear layer (``_decoder_and_head``), the decoder runs
+    alone and the head only on the hidden states that predict a reply token, ``head_chunk`` of them at a time, each
+    chunk's logits freed as soon as its tokens' log-probs are read and recomputed in the backward pass
+    (``chosen_token_logprobs``): the [rows, length, vocabulary] logits are never held — with a 49k vocabulary they
+    outweigh a small model's activations. Otherwise the model's own forward gives the logits from the earliest
+    predicting position on, and logsumexp is taken ``chunk`` positions at a time in fp32."""
+    mask_4d = _attention_mask(model, allowed)
+    parts = _decoder_and_head(model) if fused_head else None
+    if parts is not None:
+        decoder, head = parts
+        hidden = decoder(input_ids=input_ids, position_ids=position_ids, attention_mask=mask_4d).last_hidden_state
+        picked = mask.bool()
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)[None, :, None].expand_as(pred)
+        logps = chosen_token_logprobs(head, hidden[rows[picked], pred[picked]], targets[picked], head_chunk)
+        return torch.zeros(pred.shape, dtype=logps.dtype, device=logps.device).masked_scatter(picked, logps).sum(-1)
     start = int(pred[mask.bool()].min()) if mask.any() else input_ids.shape[1] - 1
     logits = model(
         input_ids=input_ids,
         position_ids=position_ids,
-        attention_mask=_attention_mask(model, allowed),
+        attention_mask=mask_4d,
         logits_to_keep=input_ids.shape[1] - start,
     ).logits
     chunks = range(0, logits.shape[1], chunk)
@@ -117,6 +142,43 @@ def shared_prompt_logprobs(model, input_ids, position_ids, allowed, pred, target
     at = (pred - start).clamp(min=0)
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)[None, :, None].expand_as(at)
     return ((logits[rows, at, targets].float() - lse[rows, at]) * mask).sum(-1)
+
+
+def chosen_token_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """log softmax(head(h_n))[y_n] for N hidden states [N, H] and their tokens [N], in fp32: ``chunk`` rows of
+    logits at a time, each chunk under activation checkpointing, so that neither the forward nor the backward pass
+    keeps more than one chunk's [chunk, vocabulary] logits (the backward recomputes them: one more head matmul)."""
+    from torch.utils.checkpoint import checkpoint
+
+    def chunk_logprobs(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z = head(h).float()
+        return z.gather(-1, y[:, None]).squeeze(-1) - torch.logsumexp(z, dim=-1)
+
+    # without gradients there is no backward to recompute for: each chunk's logits are freed as the loop moves on
+    run = partial(checkpoint, chunk_logprobs, use_reentrant=False) if torch.is_grad_enabled() else chunk_logprobs
+    parts = [run(hidden[s : s + chunk], targets[s : s + chunk]) for s in range(0, len(hidden), chunk)]
+    return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
+
+
+#: config attributes of heads that are more than ``lm_head(hidden)`` (Gemma 2's soft-capping, Cohere's logit scale)
+_HEAD_EXTRAS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+
+
+def _decoder_and_head(model):
+    """(decoder, head) of a causal LM whose logits are exactly ``head(decoder(...).last_hidden_state)``, else None.
+    Wrappers are looked through: DDP / DeepSpeed (``.module``) and PEFT (whose adapters live inside the decoder)."""
+    while hasattr(model, "module"):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    get_decoder = getattr(model, "get_decoder", None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if get_decoder is None or not isinstance(head, torch.nn.Linear):
+        return None
+    if any(getattr(model.config, k, None) not in (None, 1, 1.0) for k in _HEAD_EXTRAS):
+        return None
+    decoder = get_decoder()
+    return None if decoder is None or decoder is model else (decoder, head)
 
 
 def _attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
