@@ -111,6 +111,7 @@ def run_round_flow(
 
     tags = [f"{EXPERIMENT_TAG}{experiment_id}", f"round:{round}"]
     configs: dict[str, Any] = {}  # the Config of a new run (a resumed one keeps its own)
+    _wait_for_running_round(tags, round)
     previous = latest_round_run(experiment_id, round)
     if previous is not None and previous.successful:
         print(f"round {round}: reusing finished run {previous.pathspec}")
@@ -137,6 +138,34 @@ def run_round_flow(
             f"{run.id}/{failed.split()[0]}; fix the cause and run `python flows/selm_flow.py resume`"
         )
     return run
+
+
+def _wait_for_running_round(tags: list[str], round: int) -> None:
+    """Wait while this round's Metaflow process from an earlier attempt still runs on this machine.
+
+    When only the step that launched a round is killed (not its machine), the round's own run goes on without it;
+    the step's retry must not resume that run beside it. The round's process is found by the tags on its command
+    line (``run --tag selm_experiment:… --tag round:k``)."""
+    wanted = [t.encode() for t in tags]
+    said = False
+    while True:
+        running = [pid for pid, args in _processes() if any(a.endswith(b"round_flow.py") for a in args)
+                   and all(t in args for t in wanted) and pid != os.getpid()]  # fmt: skip
+        if not running:
+            return
+        if not said:
+            print(f"round {round}: its run from an earlier attempt still works (process {running[0]}); waiting for it")
+            said = True
+        time.sleep(2)
+
+
+def _processes():
+    """(pid, command line as a list of bytes) of every process this user can read (empty where /proc is absent)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            yield int(cmdline.parent.name), cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
 
 
 def step_attempts(run) -> dict[str, int]:

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_flows_e2e import home  # noqa: F401  (fixture)
 
 from conftest import ROOT, card_text
 

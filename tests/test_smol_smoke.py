@@ -7,7 +7,6 @@ import os
 
 import pytest
 from test_default_run import run_flow
-from test_flows_e2e import home  # noqa: F401  (fixture)
 
 from conftest import SHARED_DATA
 

@@ -24,8 +24,8 @@ def llm_judged(base_url: str, cache: Path, rounds: str = REDUCED) -> str:
     return f'{rounds} {LLM_JUDGE} judge.llm.base_url="{base_url}" judge.cache="{cache}"'
 
 
-def task_pid(folder: Path, step: str, timeout: float = 60) -> int:
-    """The pid of the RoundFlow task process now running ``step`` for the run started in ``folder``."""
+def task_pid(folder: Path, step: str, timeout: float = 60, flow_file: str = "round_flow.py") -> int:
+    """The pid of the task process now running ``step`` of ``flow_file``'s flow for the run started in ``folder``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -34,7 +34,7 @@ def task_pid(folder: Path, step: str, timeout: float = 60) -> int:
                 cwd = (cmdline.parent / "cwd").resolve()
             except OSError:
                 continue
-            if cwd == folder.resolve() and any(a.endswith(b"round_flow.py") for a in args) and b"step" in args:
+            if cwd == folder.resolve() and any(a.endswith(flow_file.encode()) for a in args) and b"step" in args:
                 if args[args.index(b"step") + 1] == step.encode():
                     return int(cmdline.parent.name)
         time.sleep(0.1)
@@ -143,3 +143,27 @@ def test_a_permanent_error_fails_on_its_first_attempt(home, tiny_policy_dir):
     [round_run] = list(Flow("RoundFlow"))
     assert round_run["train"].task.current_attempt == 0
     assert Flow("SELMFlow").latest_run["run_round"].task.current_attempt == 0
+
+
+def test_a_killed_round_launcher_waits_for_its_round_instead_of_running_it_twice(home, tiny_policy_dir):
+    """kill -9 of SELMFlow's ``run_round`` task alone (not its machine) while round 1 samples: the round's own run
+    goes on; the retried ``run_round`` waits for it and reuses it, so the round runs once and is logged once."""
+    from metaflow import Flow
+
+    from selm import tracking
+
+    log = home / "log"
+    p = flow("run", "--overrides", ONE_ROUND, cwd=home, log=log, wait=False)
+    wait_for("round 1: sample", log, p)
+    os.kill(task_pid(home, "run_round", flow_file="selm_flow.py"), signal.SIGKILL)
+    assert p.wait(timeout=900) == 0, log.read_text()[-5000:]
+    assert "its run from an earlier attempt still works" in log.read_text()
+    [round_run] = list(Flow("RoundFlow"))
+    assert round_run.successful
+    run = Flow("SELMFlow").latest_run
+    assert run["run_round"].task.current_attempt == 1
+    c = tracking.client()
+    keys = sorted(r.data.tags["selm_key"] for r in c.search_runs([c.get_experiment_by_name("selm").experiment_id]))
+    experiment = run["end"].task.data.experiment_id
+    assert keys == [experiment, f"{experiment}/round-1"]
+    assert len(c.search_model_versions("name='tiny-selm-policy'")) == 1
