@@ -97,7 +97,7 @@ def test_the_chunked_head_equals_the_models_own_logits_and_never_holds_them_all(
     replies = [[[20, 21, 22], [30, 31, 32, 33, 34], [40]], [[23], [35, 36], [41, 42, 43, 44]]]
     batch = pack_shared(prompts, replies, pad_id=0)
     with torch.autocast("cpu", dtype=dtype, enabled=dtype == torch.bfloat16):
-        fused = shared_prompt_logprobs(model, *batch, head_chunk=4)
+        fused = shared_prompt_logprobs(model, *batch, head_chunk=4, fused_head=True)
         assert rows_seen and max(rows_seen) <= 4  # the forward: 4 rows at a time
         rows_seen.clear()
         grads = torch.autograd.grad(fused.sum(), model.parameters())
