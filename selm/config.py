@@ -200,6 +200,10 @@ class Train(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     #: recompute activations in the backward pass: less memory, about a third more compute
     gradient_checkpointing: bool = False
+    #: the LM head a chunk of reply positions at a time (``selm.models.logprobs.chosen_token_logprobs``): the
+    #: [rows, length, vocabulary] logits are never held. Off by default: its CPU backward is not bit-reproducible
+    #: from run to run, so a resumed round would differ from an uninterrupted one in the 8th digit
+    chunked_head: bool = False
     #: DeepSpeed through accelerate: "zero2" / "zero3" (selm/models/deepspeed/*.json) or a config file; "" = plain
     #: accelerate (DDP when launched with several processes)
     deepspeed: str = ""

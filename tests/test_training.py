@@ -78,6 +78,18 @@ def test_bf16_and_gradient_checkpointing_train_and_save_a_usable_policy(tiny_pol
     assert saved.config.use_cache and not saved.is_gradient_checkpointing
 
 
+def test_the_chunked_head_trains_as_the_plain_head(tiny_policy_dir, round_pairs):
+    """``train.chunked_head``: the same reference log-probs (to rounding) and a training run whose margin grows."""
+    model, tok = load_policy(tiny_policy_dir)
+    plain = reference_logps(model, round_pairs, tok.pad_token_id)
+    chunked = reference_logps(model, round_pairs, tok.pad_token_id, chunked_head=True)
+    for k in ("chosen", "rejected", "greedy"):
+        assert torch.allclose(getattr(chunked, k), getattr(plain, k), atol=1e-4), k
+    cfg = load_recipe(None, ["train.chunked_head=true", "train.epochs=2"]).train
+    history = train_preferences(model, tok, round_pairs, cfg, round=1)
+    assert all(math.isfinite(s["loss"]) for s in history.steps) and history.summary()["reward_margin"] > 0
+
+
 def test_bf16_reference_log_probs_come_from_the_training_precision(tiny_policy_dir, round_pairs):
     """The reference pass runs under the same autocast as the training steps: its log-probs are the bf16 ones, not
     the fp32 ones, so at step 0 (policy = reference) the loss is log 2 up to batch-shape rounding, not up to the

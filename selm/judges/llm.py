@@ -484,7 +484,12 @@ def rank_groups(
             judge.usage.cache_hits += 1
         else:
             todo.append((g, i, j))
-    unique = _unique(todo, lambda t: (groups[t[0]][0], groups[t[0]][1][t[1]], groups[t[0]][1][t[2]], groups[t[0]][2]))
+
+    def asked(t: tuple[int, int, int]) -> tuple:  # what the judge is asked: question, the two replies, reference
+        q, replies, ref = groups[t[0]]
+        return q, replies[t[1]], replies[t[2]], ref
+
+    unique = _unique(todo, asked)
 
     def store(k: int, comparison: Comparison) -> None:
         for g, i, j in unique[k]:

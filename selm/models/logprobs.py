@@ -109,6 +109,7 @@ def shared_prompt_logprobs(
     pred,
     targets,
     mask,
+    *,
     chunk: int = 128,
     head_chunk: int = 1024,
     fused_head: bool = False,
@@ -116,10 +117,10 @@ def shared_prompt_logprobs(
     """Σ over reply tokens of log π(y_t | x, y_<t) for each reply of a ``pack_shared`` batch: [K, B].
 
     With ``fused_head`` (off by default: on the CPU its backward is not bit-reproducible from run to run — the
-    kill matrix saw losses 1e-8 apart between a resumed and an uninterrupted run —, so the trainer does not use it
-    yet), where the model's head is a plain linear layer (``_decoder_and_head``), the decoder runs
-    alone and the head only on the hidden states that predict a reply token, ``head_chunk`` of them at a time, each
-    chunk's logits freed as soon as its tokens' log-probs are read and recomputed in the backward pass
+    kill matrix saw losses 1e-8 apart between a resumed and an uninterrupted run —; the trainer uses it with
+    ``train.chunked_head = true``), where the model's head is a plain linear layer (``_decoder_and_head``), the
+    decoder runs alone and the head only on the hidden states that predict a reply token, ``head_chunk`` of them at
+    a time, each chunk's logits freed as soon as its tokens' log-probs are read and recomputed in the backward pass
     (``chosen_token_logprobs``): the [rows, length, vocabulary] logits are never held — with a 49k vocabulary they
     outweigh a small model's activations. Otherwise the model's own forward gives the logits from the earliest
     predicting position on, and logsumexp is taken ``chunk`` positions at a time in fp32."""

@@ -82,6 +82,7 @@ def reference_logps(
     kinds: Sequence[str] = KINDS,
     batch_size: int = 16,
     device: torch.device | str = "cpu",
+    chunked_head: bool = False,
 ) -> ReferenceLogps:
     """log πref of the ``kinds`` replies (chosen, rejected, and greedy for SELM), computed once per round (no
     gradients) on ``device``; pairs in batches of similar length (``length_batches``), so a batch pads only a
@@ -91,7 +92,7 @@ def reference_logps(
     model.eval()
     for idx in length_batches(lengths, batch_size):
         batch = [t.to(device) for t in packed_pairs([pairs[i] for i in idx], kinds, pad_id)]
-        out[:, idx] = shared_prompt_logprobs(model, *batch).cpu()  # fp32 already
+        out[:, idx] = shared_prompt_logprobs(model, *batch, fused_head=chunked_head).cpu()  # fp32 already
     return ReferenceLogps(*out)
 
 
@@ -191,7 +192,7 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
     # after prepare: on the training device (a GPU, not the CPU the policy was loaded on), through the DDP / DeepSpeed
     # wrapper (ZeRO-3 gathers its shards), every process over all pairs (the loader's shards index into them)
     with training_autocast(accelerator.device, cfg):
-        ref = reference_logps(model, pairs, pad_id, kinds, device=accelerator.device)
+        ref = reference_logps(model, pairs, pad_id, kinds, device=accelerator.device, chunked_head=cfg.chunked_head)
     return TrainingRun(accelerator, model, optimizer, scheduler, loader, pairs, ref, kinds, pad_id, total)
 
 
@@ -208,7 +209,7 @@ def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
             with acc.accumulate(model):
                 batch = [t.to(acc.device) for t in packed_pairs([run.pairs[i] for i in idx], run.kinds, run.pad_id)]
                 with training_autocast(acc.device, cfg):
-                    policy = Logps(*shared_prompt_logprobs(model, *batch))
+                    policy = Logps(*shared_prompt_logprobs(model, *batch, fused_head=cfg.chunked_head))
                 ref = Logps(*(getattr(run.ref, k)[idx].to(acc.device) for k in run.kinds))
                 losses, rw, rl = loss_fn(policy, ref, **hyper)
                 loss = losses.mean()

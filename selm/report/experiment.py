@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from selm import tracking
 from selm.algorithms.statistics import paired_improvement
@@ -70,12 +70,17 @@ def round_done(
     """A round finished: its metrics on the experiment's run at step ``round``, a line, the attempts its steps took
     and the card's curves."""
     tracking.log_metrics_once(run_id, rounds[-1], step=round)
-    retried = ", ".join(f"{step} ({n} attempts)" for step, n in attempts.items() if n > 1)
+    retried = _retried((step, n) for step, n in attempts.items())
     print(f"round {round} done: {headline(rounds[-1])}" + (f"; retried: {retried}" if retried else ""))
     card.append(cards.markdown(f"# Round {round} — `{pathspec}`"))
     report_rounds.registered(card, round_run, registration)
     report_rounds.attempts(card, attempts)
     card.append(cards.figure(heldout_curves(recipe, rounds)))
+
+
+def _retried(steps: Iterable[tuple[str, int]]) -> str:
+    """``"train (2 attempts), …"`` for the steps that took more than one attempt ("" if none did)."""
+    return ", ".join(f"{step} ({n} attempts)" for step, n in steps if n > 1)
 
 
 def end(
@@ -113,8 +118,8 @@ def end(
     card.append(cards.markdown(f"## Attempts per step ({len(retried)} retried)"))
     card.append(cards.table(list(attempts)))
     print(f"experiment {experiment_id} done; MLflow run {run_id}")
-    print("  every step succeeded on its first attempt" if not retried else "  retried: " + ", ".join(
-        f"{a['where']} {a['step']} ({a['attempts']} attempts)" for a in retried))  # fmt: skip
+    print("  retried: " + _retried((f"{a['where']} {a['step']}", a["attempts"]) for a in retried) if retried
+          else "  every step succeeded on its first attempt")  # fmt: skip
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
     for row in rows:
