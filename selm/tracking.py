@@ -26,7 +26,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from selm.config import Recipe
 from selm.records import write_jsonl
@@ -39,6 +39,22 @@ CHAMPION = "champion"
 #: the tag that identifies a run across resumes: "<experiment>" for the parent, "<experiment>/round-<k>" for a round
 KEY_TAG = "selm_key"
 _ready: set[str] = set()  # tracking URIs whose database this process has seen initialised
+
+
+def code_version() -> str:
+    """The commit of the selm checkout that runs (``git rev-parse HEAD``), with ``-dirty`` when tracked files differ
+    from it; ``selm <version>`` when selm is not run from a git checkout (an installed wheel)."""
+    import subprocess
+    from importlib.metadata import version
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return f"selm {version('selm')}"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def tracking_uri() -> str:
@@ -85,16 +101,17 @@ def start_run(
     params: Mapping[str, str] | None = None,
     start_time: int | None = None,
 ) -> str:
-    """The run tagged ``selm_key = key`` (nested under ``parent_run_id`` if given), with the resolved recipe and
-    ``params`` as params: created the first time (``start_time`` in ms since the epoch, default now), found again
-    (and marked RUNNING, its params as they were) when a resumed step asks a second time."""
+    """The run tagged ``selm_key = key`` (nested under ``parent_run_id`` if given) and ``mlflow.source.git.commit``
+    = ``code_version()``, with the resolved recipe and ``params`` as params: created the first time (``start_time``
+    in ms since the epoch, default now), found again (and marked RUNNING, its params and commit as they were) when a
+    resumed step asks a second time."""
     c = client()
     experiment = _experiment_id(c, recipe.tracking.mlflow_experiment)
     run_id = _run_by_key(c, experiment, key)
     if run_id:
         c.update_run(run_id, status="RUNNING")
         return run_id
-    all_tags = {MLFLOW_RUN_NAME: name, KEY_TAG: key, **(tags or {})}
+    all_tags = {MLFLOW_RUN_NAME: name, KEY_TAG: key, MLFLOW_GIT_COMMIT: code_version(), **(tags or {})}
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     run = c.create_run(experiment, start_time=start_time, tags=all_tags)

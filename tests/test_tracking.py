@@ -3,6 +3,7 @@ a resumed or failed step does to it (runs found again, closed on failure, nothin
 
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -25,6 +26,10 @@ def test_nested_runs_params_metrics_records(mlflow_home):
     c = tracking.client()
     run = c.get_run(child)
     assert run.data.tags["mlflow.parentRunId"] == parent
+    checkout = Path(tracking.__file__).parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=checkout)
+    if head.returncode == 0:  # a git checkout (CI's clone is): the run names the commit that produced it
+        assert run.data.tags["mlflow.source.git.commit"].removesuffix("-dirty") == head.stdout.strip()
     assert run.data.params["train.loss"] == "dpo"
     assert run.data.metrics["heldout_reward"] == 1.5 and "note" not in run.data.metrics  # nothing of the bad batch
     assert [m.value for m in c.get_metric_history(child, "train/loss")] == [0.7, 0.5]
