@@ -1,7 +1,9 @@
 """Compare experiments, runs or registered policies side by side: every metric per round, deltas against the first,
 paired deltas with their standard errors where both answered the same prompts, and PNG plots against round.
+Or pool several experiments per method (seeds) and compare the methods, paired by seed and by prompt.
 
-    python -m evals.compare RUN [RUN ...] [--metrics REGEX] [--out DIR]
+    python -m evals.compare RUN [RUN ...] [--metrics REGEX] [--out DIR] [--export DIR]
+    python -m evals.compare --pool GROUP GROUP [...] [--commit SHA] [--metrics REGEX] [--out DIR] [--export DIR]
 
 RUN is any of: an experiment's MLflow run id or run name (the latest run with that name), a Metaflow run
 (``SELMFlow/123``, matched by its tag), or a registered policy version (``models:/NAME/VERSION`` or
@@ -10,6 +12,15 @@ RUN is any of: an experiment's MLflow run id or run name (the latest run with th
 
     python flows/selm_flow.py run && python flows/selm_flow.py run --recipe tiny_dpo
     python -m evals.compare SELMFlow/1 SELMFlow/2 --out comparison
+
+RUN may also be a file written by ``--export`` (one experiment's metrics and per-prompt scores as JSON: results
+travel without the tracking store). With ``--pool`` each GROUP is a method's experiments: an experiment name (every
+finished experiment run of that name, the latest per seed; ``--commit`` keeps those of one commit), a folder of
+exported files, or comma-separated RUNs. Each later group is compared with the first, per round and metric: Δ = the
+mean over the seeds both ran of (later − first), its SE across those seeds, and — where both scored prompt by
+prompt — the paired SE over prompts of the seed-averaged per-prompt differences. SELM against DPO over seeds::
+
+    python -m evals.compare --pool smol-dpo smol-selm --out comparison
 """
 
 from __future__ import annotations
@@ -42,12 +53,29 @@ class Series:
     label: str
     rounds: dict[int, dict[str, float]]  # round → metric → value
     scores: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # round → metric → prompt → value
+    name: str = ""  # the experiment's name (its recipe's experiment.name): what --pool groups by
+    seed: int | None = None  # its recipe's experiment.seed: what --pool pairs by
+    commit: str | None = None  # the code that produced it (mlflow.source.git.commit)
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "name": self.name, "seed": self.seed, "commit": self.commit,
+                "rounds": self.rounds, "scores": self.scores}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: dict) -> Series:
+        """The inverse of ``to_json`` (JSON turned the round numbers into strings)."""
+        rounds = {int(r): m for r, m in d["rounds"].items()}
+        return cls(d["label"], rounds, {int(r): s for r, s in d["scores"].items()}, d["name"], d["seed"], d["commit"])
 
 
 def load_series(client, ident: str) -> Series:
     """Metrics per round of one RUN (see the module docstring)."""
+    import json
+
     from mlflow.exceptions import MlflowException
 
+    if ident.endswith(".json") and Path(ident).is_file():
+        return Series.from_json(json.loads(Path(ident).read_text()))
     if ident.startswith("models:/"):
         name, _, ref = ident.removeprefix("models:/").partition("@")
         try:
@@ -60,7 +88,13 @@ def load_series(client, ident: str) -> Series:
         rnd = int(version.tags.get("round", run.data.tags.get("round", 0)))
         scores = {rnd: s} if (s := _scores(client, run.info.run_id, SCORES)) else {}
         return Series(f"{version.name} v{version.version}", {rnd: dict(run.data.metrics)}, scores)
-    run = _find_run(client, ident)
+    return _experiment_series(client, _find_run(client, ident), ident)
+
+
+def _experiment_series(client, run, ident: str) -> Series:
+    """An experiment run's metrics per round and per-prompt scores (round 0's on it, round k's on its round runs)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
     rounds: dict[int, dict[str, float]] = {}
     for key in run.data.metrics:
         for m in client.get_metric_history(run.info.run_id, key):
@@ -71,7 +105,9 @@ def load_series(client, ident: str) -> Series:
     for child in children:
         if "round" in child.data.tags:
             scores[int(child.data.tags["round"])] = _scores(client, child.info.run_id, SCORES)
-    return Series(label, rounds, {k: v for k, v in scores.items() if v})
+    seed = run.data.params.get("experiment.seed")
+    return Series(label, rounds, {k: v for k, v in scores.items() if v}, run.data.tags.get("mlflow.runName", ident),
+                  None if seed is None else int(seed), run.data.tags.get(MLFLOW_GIT_COMMIT))  # fmt: skip
 
 
 def _scores(client, run_id: str, name: str) -> dict:
@@ -111,6 +147,121 @@ def _find_run(client, ident: str):
         if runs:
             return runs[0]
     raise SystemExit(f"{ident}: no MLflow run with that id, Metaflow run tag or run name")
+
+
+def load_group(client, spec: str, commit: str | None = None) -> list[Series]:
+    """One method's experiments (``--pool``'s GROUP): a folder of exported files, comma-separated RUNs, or an
+    experiment name — its finished experiment runs (not round runs), the latest per seed, of ``commit`` if given."""
+    if Path(spec).is_dir():
+        series = [load_series(client, str(p)) for p in sorted(Path(spec).glob("*.json"))]
+    elif "," in spec:
+        series = [load_series(client, ident) for ident in spec.split(",") if ident]
+    else:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        query = f"tags.mlflow.runName = '{spec}' and attributes.status = 'FINISHED'"
+        runs = [r for r in client.search_runs(experiments, query, order_by=["attributes.start_time DESC"])
+                if "mlflow.parentRunId" not in r.data.tags]  # fmt: skip
+        series = [_experiment_series(client, r, spec) for r in runs] if runs else [load_series(client, spec)]
+    if commit:
+        series = [s for s in series if (s.commit or "").startswith(commit)]
+    if len({s.name for s in series}) > 1:
+        raise SystemExit(f"{spec} mixes experiments ({', '.join(sorted({s.name for s in series}))}): one per group")
+    latest: dict[int | None, Series] = {}
+    for s in series:  # newest first for a name: a seed run again (a fix, a rerun) counts once, as its latest run
+        latest.setdefault(s.seed, s)
+    if not latest:
+        raise SystemExit(f"{spec}: no finished experiment" + (f" at commit {commit}" if commit else ""))
+    return sorted(latest.values(), key=lambda s: -1 if s.seed is None else s.seed)
+
+
+def pooled_table(base: list[Series], other: list[Series], pattern: str = DEFAULT_METRICS) -> list[dict]:
+    """Per (metric, round): each group's mean over the seeds both ran, Δ = mean over those seeds of (other − base),
+    its SE across seeds s(Δ_seed)/√k, and — where every one of those runs scored the same prompts — the paired SE
+    over prompts s(d̄_p)/√n of d̄_p = the mean over seeds of (other − base) on prompt p, and z = Δ over the larger SE.
+
+    The seed SE holds all of the training's randomness but, with a few seeds, is itself uncertain; the prompt SE is
+    steadier but misses what moves every prompt together in one seed. Read both."""
+    import statistics
+
+    from selm.algorithms.statistics import mean_and_se
+
+    keep = re.compile(pattern)
+    by_seed = {s.seed: s for s in other}
+    pairs = [(a, by_seed[a.seed]) for a in base if a.seed is not None and a.seed in by_seed]
+    pairs = pairs or [(base[0], other[0])]  # no seed known (older runs): the first of each
+    metrics = {m for a, _ in pairs for r in a.rounds.values() for m in r if keep.search(m) and not m.endswith("_se")}
+    rows = []
+    for m in sorted(metrics):
+        for r in sorted({r for a, _ in pairs for r in a.rounds}):
+            values = [(a.rounds.get(r, {}).get(m), b.rounds.get(r, {}).get(m)) for a, b in pairs]
+            both = [(x, y) for x, y in values if x is not None and y is not None]
+            if not both:
+                continue
+            delta, se_seeds = mean_and_se([y - x for x, y in both])
+            n, se_prompts = _prompt_se(pairs, r, m) if len(both) == len(pairs) else (None, None)
+            se = max((v for v in (se_seeds, se_prompts) if v is not None and v == v), default=None)  # v == v: not NaN
+            rows.append({"metric": m, "round": r, "seeds": len(both),
+                         base[0].name or "base": statistics.fmean(x for x, _ in both),
+                         other[0].name or "other": statistics.fmean(y for _, y in both),
+                         "Δ": delta, "SE seeds": se_seeds if len(both) > 1 else None, "prompts": n,
+                         "SE prompts": se_prompts, "z": delta / se if se else None})  # fmt: skip
+    return rows
+
+
+def _prompt_se(pairs: list[tuple[Series, Series]], r: int, m: str) -> tuple[int | None, float | None]:
+    """(n, s(d̄_p)/√n) over the n prompts every run of ``pairs`` scored on ``m`` in round ``r``, d̄_p the mean over
+    the pairs of (other − base) on prompt p; (None, None) where a run has no per-prompt scores for it."""
+    import statistics
+
+    from selm.algorithms.statistics import mean_and_se
+
+    scored = [(a.scores.get(r, {}).get(m), b.scores.get(r, {}).get(m)) for a, b in pairs]
+    if not all(x and y for x, y in scored):
+        return None, None
+    ids = sorted(set.intersection(*(set(x) & set(y) for x, y in scored)))  # type: ignore[arg-type]
+    if len(ids) < 2:
+        return None, None
+    return len(ids), mean_and_se([statistics.fmean(y[i] - x[i] for x, y in scored) for i in ids])[1]  # type: ignore[index]
+
+
+def pooled_plot(groups: list[list[Series]], out: Path) -> list[Path]:
+    """One PNG per headline metric against round: each group's mean over its seeds, ±1 SE across them."""
+    from selm.algorithms.statistics import mean_and_se
+    from selm.report import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    curves: dict[str, list[dict]] = {}
+    for g in groups:
+        rows = []
+        for r in sorted({r for s in g for r in s.rounds}):
+            row: dict[str, float] = {"round": r}
+            for m in {m for s in g for m in s.rounds.get(r, {}) if plotted(m)}:
+                mean, se = mean_and_se([s.rounds[r][m] for s in g if m in s.rounds.get(r, {})])
+                row[m], row[f"{m}_se"] = mean, 0.0 if se != se else se  # one seed: no error bar
+            rows.append(row)
+        curves[f"{g[0].name} ({len(g)} seeds)"] = rows
+    names = sorted({m for rows in curves.values() for row in rows for m in row if plotted(m)})
+    paths = []
+    for name in names:
+        fig = plots.metric_curves(curves, [name], f"{name}, mean ± SE over seeds")
+        paths.append(out / f"{name}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plots.close(fig)
+    return paths
+
+
+def export(series: list[Series], folder: Path) -> list[Path]:
+    """Each experiment as ``<folder>/<name>/<name>-seed<k>-<commit>.json`` (``to_json``): a RUN, and each
+    ``<folder>/<name>`` a --pool GROUP."""
+    import json
+
+    paths = []
+    for s in series:
+        name = re.sub(r"[^\w.-]+", "_", s.name or s.label)
+        paths.append(folder / name / f"{name}-seed{s.seed}-{(s.commit or 'unknown')[:7]}.json")
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        paths[-1].write_text(json.dumps(s.to_json(), indent=1, sort_keys=True) + "\n")
+    return paths
 
 
 def table(series: list[Series], pattern: str = DEFAULT_METRICS) -> list[dict]:
@@ -188,18 +339,43 @@ def main(argv: list[str] | None = None) -> int:
     from selm import tracking
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", help="experiment run ids / names, SELMFlow/N, models:/NAME/VERSION or @ALIAS")
+    ap.add_argument("runs", nargs="+", help="experiment run ids / names, SELMFlow/N, models:/NAME/VERSION or @ALIAS, "
+                    "exported .json files; with --pool: GROUPs (names, export folders, RUN,RUN,…)")  # fmt: skip
+    ap.add_argument("--pool", action="store_true", help="each argument is a method's experiments, pooled over seeds")
+    ap.add_argument("--commit", help="with --pool: only experiments of this commit (a prefix of its hash)")
     ap.add_argument("--metrics", default=DEFAULT_METRICS, help="regex of metric names to show")
     ap.add_argument("--out", default="comparison", help="folder for the PNG plots")
+    ap.add_argument("--export", type=Path, help="also write each experiment to this folder as JSON (RUN reads it)")
     args = ap.parse_args(argv)
     client = tracking.client()
+    if args.pool:
+        return _main_pooled(client, args)
     series = [load_series(client, ident) for ident in args.runs]
+    if args.export:
+        print(f"exported: {', '.join(str(p) for p in export(series, args.export))}")
     print(format_table(table(series, args.metrics)))
     paired = [r for r in paired_table(series) if re.search(args.metrics, r["metric"])]
     if paired:
         print(f"\npaired over the same prompts, each against {series[0].label} (z = Δ / SE):")
         print(format_table(paired))
     paths = plot(series, Path(args.out))
+    print(f"\n{len(paths)} plots in {args.out}/: " + ", ".join(p.name for p in paths))
+    return 0
+
+
+def _main_pooled(client, args) -> int:
+    if len(args.runs) < 2:
+        raise SystemExit("--pool needs two groups or more (the first is the baseline)")
+    groups = [load_group(client, spec, args.commit) for spec in args.runs]
+    for g in groups:
+        commits = sorted({(s.commit or "unknown")[:12] for s in g})
+        print(f"{g[0].name}: seeds {', '.join(str(s.seed) for s in g)}; commit {', '.join(commits)}")
+        if args.export:
+            export(g, args.export)
+    for g in groups[1:]:
+        print(f"\n{g[0].name} − {groups[0][0].name}, paired by seed (and by prompt where scored prompt by prompt):")
+        print(format_table(pooled_table(groups[0], g, args.metrics)))
+    paths = pooled_plot(groups, Path(args.out))
     print(f"\n{len(paths)} plots in {args.out}/: " + ", ".join(p.name for p in paths))
     return 0
 

@@ -1,6 +1,8 @@
 """The comparison command on a real sqlite MLflow store: experiments by run id, name and Metaflow tag, a registered
 policy version by alias; side-by-side table with deltas and PNG plots."""
 
+import pytest
+
 from evals import compare
 from selm import tracking
 from selm.config import load_recipe
@@ -72,3 +74,63 @@ def test_paired_deltas_over_the_prompts_both_experiments_answered(mlflow_home, c
     assert math.isclose(rows[1]["SE"], math.sqrt(1 / 3) / math.sqrt(3))
     assert compare.main([runs["smol-selm"], runs["smol-dpo"], "--out", str(mlflow_home / "cmp")]) == 0
     assert "paired over the same prompts" in capsys.readouterr().out
+
+
+def test_pooled_over_seeds_paired_by_seed_and_prompt_and_exported(mlflow_home, capsys):
+    """Two methods × two seeds as the flows log them: --pool finds each method's finished experiments by name, pairs
+    them by seed, gives Δ with its SE across seeds and its paired SE over prompts; the export reads back the same."""
+    import math
+    import statistics
+
+    # per (method, seed): round-1 IFEval per prompt; round 0 is the same initial policy everywhere
+    ifeval = {("smol-dpo", 0): [0, 1, 0, 0], ("smol-dpo", 1): [1, 1, 0, 0],
+              ("smol-selm", 0): [1, 1, 0, 1], ("smol-selm", 1): [1, 1, 1, 0]}  # fmt: skip
+    kl = {("smol-dpo", 0): 1.5, ("smol-dpo", 1): 1.7, ("smol-selm", 0): 2.0, ("smol-selm", 1): 1.9}
+    metric = "lm_eval_ifeval_local_prompt_level_loose_acc"
+    for (name, seed), values in ifeval.items():
+        recipe = load_recipe(None, [f"experiment.seed={seed}"])
+        run = tracking.start_run(recipe, name, key=f"{name}-{seed}")
+        tracking.log_metrics(run, {metric: 0.25}, step=0)
+        tracking.log_dict(run, {metric: dict(zip("abcd", [0, 1, 0, 0]))}, "scores_per_prompt_round0.json")
+        tracking.log_metrics(run, {metric: statistics.fmean(values), "explore_kl": kl[name, seed]}, step=1)
+        child = tracking.start_run(recipe, "round-1", key=f"{name}-{seed}/round-1", parent_run_id=run,
+                                   tags={"round": "1"})  # fmt: skip
+        tracking.log_dict(child, {metric: dict(zip("abcd", values))}, "scores_per_prompt.json")
+        tracking.finish_run(child)
+        tracking.finish_run(run)
+    failed = tracking.start_run(load_recipe(None, ["experiment.seed=2"]), "smol-selm", key="smol-selm-2")
+    tracking.finish_run(failed, "FAILED")  # not finished: not pooled
+
+    c = tracking.client()
+    dpo, selm = compare.load_group(c, "smol-dpo"), compare.load_group(c, "smol-selm")
+    assert [s.seed for s in selm] == [0, 1] and selm[0].commit == dpo[0].commit
+    rows = {(r["metric"], r["round"]): r for r in compare.pooled_table(dpo, selm)}
+    r0, r1 = rows[metric, 0], rows[metric, 1]
+    assert r0["Δ"] == 0 and r0["SE prompts"] == 0 and r0["z"] is None  # the same initial policy
+    # seed 0: selm − dpo = +0.5, seed 1: +0.25 → Δ 0.375, SE seeds = s(0.5, 0.25)/√2 = 0.125
+    assert r1["seeds"] == 2 and math.isclose(r1["Δ"], 0.375) and math.isclose(r1["SE seeds"], 0.125)
+    # per prompt, averaged over seeds: a (1+0)/2, b 0, c (0+1)/2, d (1+0)/2 → s(.5, 0, .5, .5)/√4 = 0.125
+    assert r1["prompts"] == 4 and math.isclose(r1["SE prompts"], 0.125) and math.isclose(r1["z"], 3.0)
+    assert r1["smol-dpo"] == 0.375 and r1["smol-selm"] == 0.75
+    assert math.isclose(rows["explore_kl", 1]["Δ"], 0.35) and rows["explore_kl", 1]["prompts"] is None
+
+    assert compare.main(["--pool", "smol-dpo", "smol-selm", "--out", str(mlflow_home / "cmp"),
+                         "--export", str(mlflow_home / "exported")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "smol-selm − smol-dpo, paired by seed" in out and "+0.3750" in out
+    assert (mlflow_home / "cmp" / f"{metric}.png").exists()
+    exported = mlflow_home / "exported"
+    assert sorted(p.name for p in exported.iterdir()) == ["smol-dpo", "smol-selm"]  # one folder per method
+    files = sorted((exported / "smol-selm").iterdir())
+    assert [f.name[: len("smol-selm-seed0-")] for f in files] == ["smol-selm-seed0-", "smol-selm-seed1-"]
+    for group in (str(exported / "smol-selm"), ",".join(map(str, files))):  # a folder, or the files one by one
+        again = compare.load_group(c, group)
+        assert [(s.rounds, s.scores, s.seed, s.commit) for s in again] == [
+            (s.rounds, s.scores, s.seed, s.commit) for s in selm
+        ]
+    assert compare.main(["--pool", str(exported / "smol-dpo"), str(exported / "smol-selm"), "--out", "cmp2"]) == 0
+    assert "+0.3750" in capsys.readouterr().out  # the same comparison from the files alone
+    with pytest.raises(SystemExit, match="smol-selm: no finished experiment at commit 0000000"):
+        compare.load_group(c, "smol-selm", commit="0000000")
+    with pytest.raises(SystemExit, match="mixes experiments"):
+        compare.load_group(c, f"{files[0]},{sorted((exported / 'smol-dpo').iterdir())[1]}")
