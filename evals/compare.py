@@ -176,8 +176,9 @@ def load_group(client, spec: str, commit: str | None = None) -> list[Series]:
 
 def pooled_table(base: list[Series], other: list[Series], pattern: str = DEFAULT_METRICS) -> list[dict]:
     """Per (metric, round): each group's mean over the seeds both ran, Δ = mean over those seeds of (other − base),
-    its SE across seeds s(Δ_seed)/√k, and — where every one of those runs scored the same prompts — the paired SE
-    over prompts s(d̄_p)/√n of d̄_p = the mean over seeds of (other − base) on prompt p, and z = Δ over the larger SE.
+    its SE across seeds s(Δ_seed)/√k, and — where every one of those runs scored prompt by prompt — the means over
+    the prompts all of them scored, with the paired SE over those prompts s(d̄_p)/√n of d̄_p = the mean over seeds
+    of (other − base) on prompt p; z = Δ over the larger SE.
 
     The seed SE holds all of the training's randomness but, with a few seeds, is itself uncertain; the prompt SE is
     steadier but misses what moves every prompt together in one seed. Read both."""
@@ -197,8 +198,12 @@ def pooled_table(base: list[Series], other: list[Series], pattern: str = DEFAULT
             both = [(x, y) for x, y in values if x is not None and y is not None]
             if not both:
                 continue
+            paired = _prompt_means(pairs, r, m) if len(both) == len(pairs) else None
+            if paired:  # the same prompts on both sides (the logged means may cover different prompt sets)
+                both, n, se_prompts = paired
+            else:
+                n = se_prompts = None
             delta, se_seeds = mean_and_se([y - x for x, y in both])
-            n, se_prompts = _prompt_se(pairs, r, m) if len(both) == len(pairs) else (None, None)
             se = max((v for v in (se_seeds, se_prompts) if v is not None and v == v), default=None)  # v == v: not NaN
             rows.append({"metric": m, "round": r, "seeds": len(both),
                          base[0].name or "base": statistics.fmean(x for x, _ in both),
@@ -208,20 +213,23 @@ def pooled_table(base: list[Series], other: list[Series], pattern: str = DEFAULT
     return rows
 
 
-def _prompt_se(pairs: list[tuple[Series, Series]], r: int, m: str) -> tuple[int | None, float | None]:
-    """(n, s(d̄_p)/√n) over the n prompts every run of ``pairs`` scored on ``m`` in round ``r``, d̄_p the mean over
-    the pairs of (other − base) on prompt p; (None, None) where a run has no per-prompt scores for it."""
+def _prompt_means(pairs: list[tuple[Series, Series]], r: int, m: str):
+    """Over the n prompts every run of ``pairs`` scored on ``m`` in round ``r``: each pair's (base mean, other mean),
+    n, and s(d̄_p)/√n with d̄_p the mean over the pairs of (other − base) on prompt p; None where a run has no
+    per-prompt scores for it or fewer than 2 prompts are common."""
     import statistics
 
     from selm.algorithms.statistics import mean_and_se
 
     scored = [(a.scores.get(r, {}).get(m), b.scores.get(r, {}).get(m)) for a, b in pairs]
     if not all(x and y for x, y in scored):
-        return None, None
+        return None
     ids = sorted(set.intersection(*(set(x) & set(y) for x, y in scored)))  # type: ignore[arg-type]
     if len(ids) < 2:
-        return None, None
-    return len(ids), mean_and_se([statistics.fmean(y[i] - x[i] for x, y in scored) for i in ids])[1]  # type: ignore[index]
+        return None
+    means = [(statistics.fmean(x[i] for i in ids), statistics.fmean(y[i] for i in ids)) for x, y in scored]  # type: ignore[index]
+    d = [statistics.fmean(y[i] - x[i] for x, y in scored) for i in ids]  # type: ignore[index]
+    return means, len(ids), mean_and_se(d)[1]
 
 
 def pooled_plot(groups: list[list[Series]], out: Path) -> list[Path]:

@@ -201,8 +201,8 @@ class Train(Section):
     #: recompute activations in the backward pass: less memory, about a third more compute
     gradient_checkpointing: bool = False
     #: the LM head a chunk of reply positions at a time (``selm.models.logprobs.chosen_token_logprobs``): the
-    #: [rows, length, vocabulary] logits are never held. Off by default: its CPU backward is not bit-reproducible
-    #: from run to run, so a resumed round would differ from an uninterrupted one in the 8th digit
+    #: [rows, length, vocabulary] logits are never held. Bit-reproducible since its gather became an index_select;
+    #: off by default until the kill matrix has passed with it on (its sums differ from the plain path's ~1e-7)
     chunked_head: bool = False
     #: DeepSpeed through accelerate: "zero2" / "zero3" (selm/models/deepspeed/*.json) or a config file; "" = plain
     #: accelerate (DDP when launched with several processes)

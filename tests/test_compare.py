@@ -134,3 +134,14 @@ def test_pooled_over_seeds_paired_by_seed_and_prompt_and_exported(mlflow_home, c
         compare.load_group(c, "smol-selm", commit="0000000")
     with pytest.raises(SystemExit, match="mixes experiments"):
         compare.load_group(c, f"{files[0]},{sorted((exported / 'smol-dpo').iterdir())[1]}")
+
+
+def test_pooled_means_cover_the_prompts_both_sides_scored():
+    """One side evaluated more prompts than the other (IFEval's first 300 against all 541): Δ and the means are taken
+    over the prompts both scored, not from the logged means over different sets."""
+    metric = "lm_eval_ifeval_local_prompt_level_loose_acc"
+    short = compare.Series("dpo", {1: {metric: 0.5}}, {1: {metric: {"a": 0.0, "b": 1.0}}}, "dpo", 0)
+    long = compare.Series("selm", {1: {metric: 0.25}}, {1: {metric: {"a": 1.0, "b": 1.0, "c": 0.0, "d": 0.0}}},
+                          "selm", 0)  # fmt: skip
+    (row,) = compare.pooled_table([short], [long])
+    assert row["prompts"] == 2 and row["dpo"] == 0.5 and row["selm"] == 1.0 and row["Δ"] == 0.5

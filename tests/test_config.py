@@ -156,3 +156,14 @@ def test_retries_and_timeouts_become_the_flows_settings():
         load_recipe(None, ["resources.retries=5"])  # Metaflow's limit: first attempt + 4 retries + @catch
     with pytest.raises(RecipeError, match="resources.train.timeout_minutes: Input should be greater than 0"):
         load_recipe(None, ["resources.train.timeout_minutes=0"])
+
+
+def test_each_dpo_recipe_is_its_selm_recipe_but_for_the_loss():
+    """A method comparison holds everything but the loss fixed: each shipped *_dpo recipe resolves to its *_selm
+    recipe except the experiment's name and the loss (and SELM's α, which DPO does not read). smol_dpo once kept
+    IFEval at the first 300 prompts after smol_selm moved to all 541. (tiny_selm is the default run, with the
+    benchmarks on; tiny_dpo is lighter by design.)"""
+    for world in ("smol", "zephyr", "llama3"):
+        selm, dpo = load_recipe(f"{world}_selm").flat(), load_recipe(f"{world}_dpo").flat()
+        differ = {k for k in selm.keys() | dpo.keys() if selm.get(k) != dpo.get(k)}
+        assert differ <= {"experiment.name", "train.loss", "train.alpha", "tracking.registered_model"}, (world, differ)

@@ -116,14 +116,13 @@ def shared_prompt_logprobs(
 ):
     """Σ over reply tokens of log π(y_t | x, y_<t) for each reply of a ``pack_shared`` batch: [K, B].
 
-    With ``fused_head`` (off by default: on the CPU its backward is not bit-reproducible from run to run — the
-    kill matrix saw losses 1e-8 apart between a resumed and an uninterrupted run —; the trainer uses it with
-    ``train.chunked_head = true``), where the model's head is a plain linear layer (``_decoder_and_head``), the
-    decoder runs alone and the head only on the hidden states that predict a reply token, ``head_chunk`` of them at
-    a time, each chunk's logits freed as soon as its tokens' log-probs are read and recomputed in the backward pass
-    (``chosen_token_logprobs``): the [rows, length, vocabulary] logits are never held — with a 49k vocabulary they
-    outweigh a small model's activations. Otherwise the model's own forward gives the logits from the earliest
-    predicting position on, and logsumexp is taken ``chunk`` positions at a time in fp32."""
+    With ``fused_head`` (off by default; the trainer uses it with ``train.chunked_head = true``), where the model's
+    head is a plain linear layer (``_decoder_and_head``), the decoder runs alone and the head only on the hidden
+    states that predict a reply token, ``head_chunk`` of them at a time, each chunk's logits freed as soon as its
+    tokens' log-probs are read and recomputed in the backward pass (``chosen_token_logprobs``): the [rows, length,
+    vocabulary] logits are never held — with a 49k vocabulary they outweigh a small model's activations. Otherwise
+    the model's own forward gives the logits from the earliest predicting position on, and logsumexp is taken
+    ``chunk`` positions at a time in fp32."""
     mask_4d = _attention_mask(model, allowed)
     parts = _decoder_and_head(model) if fused_head else None
     if parts is not None:
@@ -131,7 +130,10 @@ def shared_prompt_logprobs(
         hidden = decoder(input_ids=input_ids, position_ids=position_ids, attention_mask=mask_4d).last_hidden_state
         picked = mask.bool()
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)[None, :, None].expand_as(pred)
-        logps = chosen_token_logprobs(head, hidden[rows[picked], pred[picked]], targets[picked], head_chunk)
+        # index_select, not hidden[rows, pred]: a prompt's last position predicts every reply's first token, and the
+        # CPU backward of advanced indexing adds such repeated rows in a varying order (not bit-reproducible)
+        at = (rows * hidden.shape[1] + pred)[picked]
+        logps = chosen_token_logprobs(head, hidden.flatten(0, 1).index_select(0, at), targets[picked], head_chunk)
         return torch.zeros(pred.shape, dtype=logps.dtype, device=logps.device).masked_scatter(picked, logps).sum(-1)
     start = int(pred[mask.bool()].min()) if mask.any() else input_ids.shape[1] - 1
     logits = model(
