@@ -26,6 +26,7 @@ prompt — the paired SE over prompts of the seed-averaged per-prompt difference
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -178,13 +179,14 @@ def pooled_table(base: list[Series], other: list[Series], pattern: str = DEFAULT
     """Per (metric, round): each group's mean over the seeds both ran, Δ = mean over those seeds of (other − base),
     its SE across seeds s(Δ_seed)/√k, and — where every one of those runs scored prompt by prompt — the means over
     the prompts all of them scored, with the paired SE over those prompts s(d̄_p)/√n of d̄_p = the mean over seeds
-    of (other − base) on prompt p; z = Δ over the larger SE.
+    of (other − base) on prompt p; ±95 % = the larger of t(k − 1)·SE seeds and 1.96·SE prompts
+    (``ci95_half_width``).
 
-    The seed SE holds all of the training's randomness but, with a few seeds, is itself uncertain; the prompt SE is
-    steadier but misses what moves every prompt together in one seed. Read both."""
+    The seed SE holds all of the training's randomness but, with a few seeds, is itself uncertain (hence Student's
+    t); the prompt SE is steadier but misses what moves every prompt together in one seed. Read both."""
     import statistics
 
-    from selm.algorithms.statistics import mean_and_se
+    from selm.algorithms.statistics import ci95_half_width, mean_and_se
 
     keep = re.compile(pattern)
     by_seed = {s.seed: s for s in other}
@@ -204,12 +206,12 @@ def pooled_table(base: list[Series], other: list[Series], pattern: str = DEFAULT
             else:
                 n = se_prompts = None
             delta, se_seeds = mean_and_se([y - x for x, y in both])
-            se = max((v for v in (se_seeds, se_prompts) if v is not None and v == v), default=None)  # v == v: not NaN
             rows.append({"metric": m, "round": r, "seeds": len(both),
                          base[0].name or "base": statistics.fmean(x for x, _ in both),
                          other[0].name or "other": statistics.fmean(y for _, y in both),
                          "Δ": delta, "SE seeds": se_seeds if len(both) > 1 else None, "prompts": n,
-                         "SE prompts": se_prompts, "z": delta / se if se else None})  # fmt: skip
+                         "SE prompts": se_prompts,
+                         "±95 %": ci95_half_width(se_seeds, len(both), se_prompts) or None})  # fmt: skip
     return rows
 
 
@@ -355,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="comparison", help="folder for the PNG plots")
     ap.add_argument("--export", type=Path, help="also write each experiment to this folder as JSON (RUN reads it)")
     args = ap.parse_args(argv)
+    # a bar per artifact read (two per experiment and round) buries the table; MLflow reads this at each download
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = tracking.client()
     if args.pool:
         return _main_pooled(client, args)

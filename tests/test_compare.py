@@ -106,11 +106,13 @@ def test_pooled_over_seeds_paired_by_seed_and_prompt_and_exported(mlflow_home, c
     assert [s.seed for s in selm] == [0, 1] and selm[0].commit == dpo[0].commit
     rows = {(r["metric"], r["round"]): r for r in compare.pooled_table(dpo, selm)}
     r0, r1 = rows[metric, 0], rows[metric, 1]
-    assert r0["Δ"] == 0 and r0["SE prompts"] == 0 and r0["z"] is None  # the same initial policy
+    assert r0["Δ"] == 0 and r0["SE prompts"] == 0 and r0["±95 %"] is None  # the same initial policy
     # seed 0: selm − dpo = +0.5, seed 1: +0.25 → Δ 0.375, SE seeds = s(0.5, 0.25)/√2 = 0.125
     assert r1["seeds"] == 2 and math.isclose(r1["Δ"], 0.375) and math.isclose(r1["SE seeds"], 0.125)
     # per prompt, averaged over seeds: a (1+0)/2, b 0, c (0+1)/2, d (1+0)/2 → s(.5, 0, .5, .5)/√4 = 0.125
-    assert r1["prompts"] == 4 and math.isclose(r1["SE prompts"], 0.125) and math.isclose(r1["z"], 3.0)
+    assert r1["prompts"] == 4 and math.isclose(r1["SE prompts"], 0.125)
+    # two seeds: the interval is Student's t with 1 degree of freedom (12.706), wider than the prompts' 1.96 × 0.125
+    assert math.isclose(r1["±95 %"], 12.7062 * 0.125, rel_tol=1e-4)
     assert r1["smol-dpo"] == 0.375 and r1["smol-selm"] == 0.75
     assert math.isclose(rows["explore_kl", 1]["Δ"], 0.35) and rows["explore_kl", 1]["prompts"] is None
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from selm.algorithms.statistics import mean_and_se, paired_improvement
+from selm.algorithms.statistics import ci95_half_width, mean_and_se, paired_improvement
 
 
 def test_mean_and_standard_error_by_hand():
@@ -51,3 +51,14 @@ def test_a_prompt_drawn_twice_is_two_paired_observations():
         "heldout_reward": {"p": 1.0, "q": 0.0, "p#2": 0.5},
         "heldout_ok": {"p": 1.0, "q": 0.0, "p#2": 0.0},
     }
+
+
+def test_the_95_interval_over_a_few_seeds_is_students_t():
+    # t(0.975) with 1, 2 and 9 degrees of freedom: 12.706, 4.303, 2.262 (any t table); the normal's is 1.960
+    assert math.isclose(ci95_half_width(1.0, 2), 12.7062, rel_tol=1e-4)
+    assert math.isclose(ci95_half_width(1.0, 3), 4.3027, rel_tol=1e-4)
+    assert math.isclose(ci95_half_width(1.0, 10), 2.2622, rel_tol=1e-4)
+    # the prompts' SE wins where it is the wider interval; a single seed has no seed interval
+    assert math.isclose(ci95_half_width(0.1, 10, se_prompts=1.0), 1.95996, rel_tol=1e-4)
+    assert math.isclose(ci95_half_width(float("nan"), 1, se_prompts=0.5), 0.97998, rel_tol=1e-4)
+    assert ci95_half_width(None, 1) is None
