@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
+from common import random_model, sync
 
 from selm import worlds
 from selm.data import data_dir
@@ -62,6 +64,7 @@ def main() -> None:
         "generate (model.generate alone, no log-probs: the yardstick); vllm (one row per dtype)",
     )
     ap.add_argument("--repeats", type=int, default=1, help="timed draws per setting, the backends in turn")
+    ap.add_argument("--json", help="also write the rows and the setting to this file")
     args = ap.parse_args()
 
     path = worlds.model_path("policy", args.model, None)
@@ -70,12 +73,13 @@ def main() -> None:
           f"{'greedy' if args.greedy else 'sampled'}, {'random' if args.random_init else 'trained'} weights; "
           f"machine: {detect(device).describe()} (\"auto\" = {resolve('auto', device)})")  # fmt: skip
     print(f"{'backend':>9} {'dtype':>9} {'threads':>7} {'batch':>5} {'tokens':>7} {'seconds':>8} {'tokens/s':>9}")
-    backends = args.backends.split(",")
+    backends, rows = args.backends.split(","), []
     for dtype in args.dtype.split(","):
         if "vllm" in backends:
             from selm.models.sampling import VLLMSampler
 
-            timed({"vllm": VLLMSampler(path, policy=args.model, dtype=dtype, enforce_eager=True)}, batch, args, dtype)
+            vllm = {"vllm": VLLMSampler(path, policy=args.model, dtype=dtype, enforce_eager=True)}
+            rows += timed(vllm, batch, args, dtype)
         if not set(SAMPLERS) & set(backends):
             continue
         model, tokenizer = (random_model if args.random_init else load_policy)(path, dtype, args.arch)
@@ -85,31 +89,18 @@ def main() -> None:
                 torch.set_num_threads(threads)
             for b in map(int, args.batch.split(",")):
                 samplers = {x: SAMPLERS[x](model, tokenizer, b, args.model) for x in backends if x in SAMPLERS}
-                timed(samplers, batch, args, dtype, threads, b)
+                rows += timed(samplers, batch, args, dtype, threads, b)
+    if args.json:
+        setting = {k: getattr(args, k) for k in ("model", "random_init", "arch", "prompts", "n", "max_new_tokens")}
+        Path(args.json).write_text(json.dumps({"setting": setting, "device": device, "rows": rows}, indent=1))
 
 
-def random_model(path: str, dtype: str, arch: str = ""):
-    """The architecture of the model at ``path`` (with ``arch``'s ``key=value,...`` overrides) with random weights,
-    and its tokenizer: throughput does not depend on the weights (replies then run to the token limit)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(path)
-    for item in filter(None, arch.split(",")):
-        key, value = item.split("=")
-        setattr(config, key, type(getattr(config, key))(value))
-    torch.manual_seed(0)
-    with torch.device(compute_device()):  # initialised where it runs: a 1.7B model on a CPU takes a while
-        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.padding_side = "left"
-    return model, tokenizer
-
-
-def timed(samplers: dict, batch: list[Prompt], args, dtype: str, threads="-", b="-") -> None:
+def timed(samplers: dict, batch: list[Prompt], args, dtype: str, threads="-", b="-") -> list[dict]:
     """A warm-up of each, then ``args.repeats`` timed draws of ``args.n`` replies per prompt, the samplers in turn
-    (A B A B …, so a drift of the machine's speed hits all alike); prints one row per draw."""
+    (A B A B …, so a drift of the machine's speed hits all alike); prints and returns one row per draw."""
     for sampler in samplers.values():
         sampler.sample(batch[:2], n=1, max_new_tokens=8, greedy=True, desc="warm-up")
+    rows = []
     for _ in range(args.repeats):
         for backend, sampler in samplers.items():
             sync()
@@ -118,6 +109,9 @@ def timed(samplers: dict, batch: list[Prompt], args, dtype: str, threads="-", b=
             sync()
             dt, tokens = time.perf_counter() - t0, sum(len(c.token_ids) for c in out)
             print(f"{backend:>9} {dtype:>9} {threads:>7} {b:>5} {tokens:>7} {dt:>8.1f} {tokens / dt:>9.1f}", flush=True)
+            rows.append(dict(backend=backend, dtype=dtype, threads=threads, batch=b, tokens=tokens, seconds=dt,
+                             tokens_per_s=tokens / dt))  # fmt: skip
+    return rows
 
 
 class ScoresSampler(HFSampler):
@@ -142,11 +136,6 @@ class PlainSampler(HFSampler):
 
 
 SAMPLERS = {"hf": HFSampler, "hf-scores": ScoresSampler, "generate": PlainSampler}
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 if __name__ == "__main__":
