@@ -21,7 +21,8 @@ memory is that process's), TRL and selm alternate ``--repeats`` times and the me
 the largest difference between the two reference log-probs and the step-0 losses (log 2 for both when the
 log-probs agree). "selm+y0" is selm's SELM loss, which also scores the reference's greedy reply (here another
 pair's rejected reply). Both sides run at the same precision and gradient checkpointing (``--checkpointing``);
-"trl-defaults" is TRL as a user gets it (``DPOConfig`` turns bf16 autocast and gradient checkpointing on). On a GPU
+"trl-defaults" is TRL as a user gets it (``DPOConfig`` turns bf16 autocast and gradient checkpointing on). selm's
+LM head runs as its ``train.chunked_head = "auto"`` decides (in chunks on a GPU; each run records it). On a GPU
 both train there, the peak is ``torch.cuda.max_memory_allocated`` and bf16 rows show the model-FLOP utilisation
 (``common.training_mfu``: 8·N per useful token against the GPU's dense bf16 peak). Run it alone on the machine: a
 second heavy process distorts every number.
@@ -97,7 +98,7 @@ def worker(args) -> None:
     tokens = sum(len(p) * 2 + len(c) + len(r) for p, c, r in zip(ids["prompt"], ids["chosen"], ids["rejected"]))
     useful = sum(len(p) + len(c) + len(r) for p, c, r in zip(ids["prompt"], ids["chosen"], ids["rejected"]))
     sync()
-    t0 = time.perf_counter()
+    t0, chunked = time.perf_counter(), None
     if args.worker in ("trl", "trl-defaults"):
         equal = args.worker == "trl"  # "trl-defaults": TRL as a user gets it
         precision, checkpointing = (spec["precision"], spec["checkpointing"]) if equal else (None, None)
@@ -109,6 +110,7 @@ def worker(args) -> None:
         loss0 = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
     else:
         from selm.config import Train
+        from selm.models.precision import compute_device
         from selm.models.training import train_preferences
         from selm.records import PreferencePair
 
@@ -122,13 +124,14 @@ def worker(args) -> None:
         cfg = Train(loss=loss, alpha=1e-3, epochs=1, batch_size=spec["batch"], precision=spec["precision"],
                     gradient_checkpointing=spec["checkpointing"], max_length=4096, max_prompt_length=4096,
                     warmup_ratio=WARMUP, **DPO)  # fmt: skip
+        chunked = cfg.head_in_chunks(compute_device())  # "auto": on a GPU
         loss0 = train_preferences(model, tokenizer, pairs, cfg, round=1).steps[0]["loss"]
     sync()
     seconds = time.perf_counter() - t0
     n = len(ids["prompt"])
     mfu = training_mfu(params, useful / seconds) if spec["precision"] == "bf16" else None  # against the bf16 peak
     print(json.dumps(dict(tool=args.worker, seconds=seconds, pairs_per_s=n / seconds, tokens_per_s=tokens / seconds,
-                          peak_mib=peak_memory_mib(), mfu=mfu, loss0=loss0, params=params,
+                          peak_mib=peak_memory_mib(), mfu=mfu, loss0=loss0, params=params, chunked_head=chunked,
                           threads=torch.get_num_threads())))  # fmt: skip
 
 

@@ -198,12 +198,16 @@ class Train(Section):
     #: bf16 autocast (DeepSpeed: its bf16 mode) or fp32; "auto" = bf16 where the training device computes it
     #: natively, else fp32 (``selm.models.precision``). The reference pass runs in the same precision
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    #: recompute activations in the backward pass: less memory, about a third more compute
-    gradient_checkpointing: bool = False
+    #: recompute activations in the backward pass: less memory, about a third more compute. "auto" = on where
+    #: training runs on a GPU (its memory bounds the batch and the model; TRL's default too), off on a CPU (memory
+    #: is plentiful there and the recompute is the cost) — ``checkpointing``; what it chose is a run param
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
     #: the LM head a chunk of reply positions at a time (``selm.models.logprobs.chosen_token_logprobs``): the
-    #: [rows, length, vocabulary] logits are never held. Bit-reproducible since its gather became an index_select;
-    #: off by default until the kill matrix has passed with it on (its sums differ from the plain path's ~1e-7)
-    chunked_head: bool = False
+    #: [rows, length, vocabulary] logits are never held. "auto" = on where training runs on a GPU (there the logits
+    #: are much of the peak memory), off on a CPU until the kill matrix has passed with it on: its sums differ from
+    #: the plain path's by ~1e-7, so as a CPU default it would move the seeded numbers (bit-reproducible run to run
+    #: since its gather became an index_select) — ``head_in_chunks``; what it chose is a run param
+    chunked_head: bool | Literal["auto"] = "auto"
     #: DeepSpeed through accelerate: "zero2" / "zero3" (selm/models/deepspeed/*.json) or a config file; "" = plain
     #: accelerate (DDP when launched with several processes)
     deepspeed: str = ""
@@ -231,6 +235,19 @@ class Train(Section):
 
     def lr_for(self, round: int) -> float:
         return self.learning_rate if isinstance(self.learning_rate, float) else self.learning_rate[round - 1]
+
+    def checkpointing(self, device: str) -> bool:
+        """Whether training on ``device`` ("cpu", "cuda", "cuda:N") recomputes activations in the backward pass."""
+        return _on_gpu_if_auto(self.gradient_checkpointing, device)
+
+    def head_in_chunks(self, device: str) -> bool:
+        """Whether training on ``device`` computes the LM head in chunks fused with the gather (``chunked_head``)."""
+        return _on_gpu_if_auto(self.chunked_head, device)
+
+
+def _on_gpu_if_auto(choice: bool | Literal["auto"], device: str) -> bool:
+    """An explicit choice on any device; "auto": on where ``device`` is a GPU (a memory saving worth its cost there)."""
+    return choice if isinstance(choice, bool) else device.startswith("cuda")
 
 
 class BenchmarkJudge(Section):

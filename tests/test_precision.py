@@ -80,3 +80,24 @@ def test_the_chosen_precisions_are_mlflow_params_of_the_experiment(mlflow_home):
     # the default tiny recipe stays fp32 on every machine: its seeded numbers do not depend on the CPU's bf16
     tiny = resolved_precisions(load_recipe(None))
     assert {tiny[f"resolved.{k}"] for k in ("sampling.dtype", "train.precision", "eval.lm_eval.dtype")} == {"float32"}
+
+
+def test_checkpointing_and_the_chunked_head_are_on_for_a_gpu_off_for_a_cpu_and_recorded():
+    """``train.gradient_checkpointing`` and ``train.chunked_head`` "auto": the memory savings where training runs on a
+    GPU; an explicit choice on any device; what this machine chose is a run param and in the precision line."""
+    from selm.pipeline.policy import precision_line, resolved_precisions
+
+    auto = load_recipe(None).train
+    assert auto.gradient_checkpointing == auto.chunked_head == "auto"
+    for device, on in (("cuda", True), ("cuda:1", True), ("cpu", False)):
+        assert auto.checkpointing(device) is on and auto.head_in_chunks(device) is on
+    for asked in (True, False):
+        value = str(asked).lower()
+        train = load_recipe(None, [f"train.gradient_checkpointing={value}", f"train.chunked_head={value}"]).train
+        for device in ("cpu", "cuda"):
+            assert train.checkpointing(device) is asked and train.head_in_chunks(device) is asked
+    chosen = resolved_precisions(load_recipe(None))
+    on_gpu = str(torch.cuda.is_available()).lower()
+    assert chosen["resolved.train.gradient_checkpointing"] == chosen["resolved.train.chunked_head"] == on_gpu
+    word = "on" if on_gpu == "true" else "off"
+    assert f"(gradient checkpointing {word}, chunked LM head {word})" in precision_line(chosen)

@@ -124,6 +124,7 @@ class TrainingRun:
     kinds: tuple[str, ...]  # the replies the loss reads: chosen, rejected (and greedy)
     pad_id: int
     total_steps: int
+    chunked_head: bool  # the LM head in chunks fused with the gather (``Train.head_in_chunks`` on this device)
 
 
 def train_preferences(
@@ -159,7 +160,7 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
     kinds = KINDS if cfg.loss_spec.reads_greedy else KINDS[:2]
     pairs = [truncate(p, cfg.max_length, cfg.max_prompt_length) for p in pairs]
 
-    if cfg.gradient_checkpointing:
+    if cfg.checkpointing(compute_device()):
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
     if cfg.lora.enabled:  # at step 0 the adapters are zero: the reference below is the base model's
@@ -191,9 +192,10 @@ def prepare(model, tokenizer, pairs: Sequence[PreferencePair], cfg: Train, round
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     # after prepare: on the training device (a GPU, not the CPU the policy was loaded on), through the DDP / DeepSpeed
     # wrapper (ZeRO-3 gathers its shards), every process over all pairs (the loader's shards index into them)
+    chunked = cfg.head_in_chunks(accelerator.device.type)
     with training_autocast(accelerator.device, cfg):
-        ref = reference_logps(model, pairs, pad_id, kinds, device=accelerator.device, chunked_head=cfg.chunked_head)
-    return TrainingRun(accelerator, model, optimizer, scheduler, loader, pairs, ref, kinds, pad_id, total)
+        ref = reference_logps(model, pairs, pad_id, kinds, device=accelerator.device, chunked_head=chunked)
+    return TrainingRun(accelerator, model, optimizer, scheduler, loader, pairs, ref, kinds, pad_id, total, chunked)
 
 
 def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
@@ -209,7 +211,7 @@ def train_loop(run: TrainingRun, cfg: Train, round: int) -> TrainHistory:
             with acc.accumulate(model):
                 batch = [t.to(acc.device) for t in packed_pairs([run.pairs[i] for i in idx], run.kinds, run.pad_id)]
                 with training_autocast(acc.device, cfg):
-                    policy = Logps(*shared_prompt_logprobs(model, *batch, fused_head=cfg.chunked_head))
+                    policy = Logps(*shared_prompt_logprobs(model, *batch, fused_head=run.chunked_head))
                 ref = Logps(*(getattr(run.ref, k)[idx].to(acc.device) for k in run.kinds))
                 losses, rw, rl = loss_fn(policy, ref, **hyper)
                 loss = losses.mean()
@@ -248,7 +250,7 @@ def finalise(run: TrainingRun, tokenizer, cfg: Train, save_to: str | Path | None
     model = acc.unwrap_model(run.model)
     if cfg.lora.enabled:  # the policy is saved, sampled and registered as a plain model
         model = model.merge_and_unload()
-    if cfg.gradient_checkpointing:  # the saved policy samples with its KV cache again
+    if cfg.checkpointing(compute_device()):  # the saved policy samples with its KV cache again
         model.gradient_checkpointing_disable()
         model.config.use_cache = True
     model.eval()

@@ -66,7 +66,7 @@ def memory(recipe: Recipe, a: dict) -> dict[str, float]:
     p, g, t = n_params(a), recipe.hardware.gpus, recipe.train
     h, layers, vocab = a["hidden_size"], a["num_hidden_layers"], a["vocab_size"]
     seqs = t.batch_size * (3 if t.loss_spec.reads_greedy else 2)  # chosen, rejected (and y0)
-    per_token = (2 if t.gradient_checkpointing else 34) * h * layers + 4 * vocab
+    per_token = (2 if t.checkpointing("cuda") else 34) * h * layers + 4 * vocab
     activations = seqs * t.max_length * per_token
     kv_per_token = (
         2 * layers * a.get("num_key_value_heads", a["num_attention_heads"]) * (h // a["num_attention_heads"]) * 2

@@ -19,10 +19,10 @@ def round_dir(recipe: Recipe, experiment_id: str, round: int) -> Path:
 
 
 def resolved_precisions(recipe: Recipe) -> dict[str, str]:
-    """What the recipe's precisions ("auto" or explicit) are on this machine, keyed like the recipe's own params
-    with ``resolved.`` in front, and the hardware that decided (``selm.models.precision``). Every stage computes on
-    the step's device (``selm.models.cache``); a step on another machine (``--with kubernetes``) decides again
-    there, with the same function."""
+    """What the recipe's "auto" settings (its precisions, training's gradient checkpointing and chunked LM head) are
+    on this machine, keyed like the recipe's own params with ``resolved.`` in front, and the hardware that decided
+    (``selm.models.precision``). Every stage computes on the step's device (``selm.models.cache``); a step on another
+    machine (``--with kubernetes``) decides again there, with the same functions."""
     from selm.models.precision import compute_device, detect, resolve
 
     device = compute_device()
@@ -30,12 +30,18 @@ def resolved_precisions(recipe: Recipe) -> dict[str, str]:
              "eval.lm_eval.dtype": recipe.eval.lm_eval.dtype}  # fmt: skip
     return {
         **{f"resolved.{k}": resolve(v, device) for k, v in asked.items()},
+        "resolved.train.gradient_checkpointing": str(recipe.train.checkpointing(device)).lower(),
+        "resolved.train.chunked_head": str(recipe.train.head_in_chunks(device)).lower(),
         "resolved.hardware": detect(device).describe(),
     }
 
 
 def precision_line(precisions: Mapping[str, str]) -> str:
-    """``precision on <hardware>: sampling bfloat16, training float32, lm-eval bfloat16``."""
-    p = precisions
+    """``precision on <hardware>: sampling bfloat16, training float32 (gradient checkpointing off, chunked LM head
+    off), lm-eval bfloat16``."""
+    p, on_off = precisions, {"true": "on", "false": "off"}
     return (f"precision on {p['resolved.hardware']}: sampling {p['resolved.sampling.dtype']}, "
-            f"training {p['resolved.train.precision']}, lm-eval {p['resolved.eval.lm_eval.dtype']}")  # fmt: skip
+            f"training {p['resolved.train.precision']} (gradient checkpointing "
+            f"{on_off[p['resolved.train.gradient_checkpointing']]}, chunked LM head "
+            f"{on_off[p['resolved.train.chunked_head']]}), "
+            f"lm-eval {p['resolved.eval.lm_eval.dtype']}")  # fmt: skip
