@@ -34,7 +34,7 @@ def test_smol_smoke_runs_every_stage_on_a_real_model(home):  # noqa: F811
     assert data.rounds[1]["pairs"] >= 1 and "round 1: train" in out
     # the recipe's "auto" precisions as this machine resolved them: printed, and params of the experiment's run
     auto = resolve("auto", "cpu")
-    assert f"sampling {auto}, training {auto}, lm-eval {auto}" in out
+    assert f"sampling {auto}, training {auto} (gradient checkpointing off, chunked LM head off), lm-eval {auto}" in out
     params = tracking.client().get_run(run["start"].task.data.mlflow_run).data.params
     assert params["resolved.sampling.dtype"] == params["resolved.eval.lm_eval.dtype"] == auto
     versions = tracking.client().search_model_versions("name = 'smol-policy'")
