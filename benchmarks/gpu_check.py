@@ -60,6 +60,8 @@ def run(model: str, sizes: dict, policy: str | None, precision: str, workdir: Pa
     """The four parts; ``model`` (a folder or packaged name) gives the throughput parts their architecture."""
     from common import SMOLLM2_1_7B
 
+    from selm.models.precision import DTYPE_NAMES
+
     archs = {"135m": ""} if policy else {"135m": "", "1.7b": SMOLLM2_1_7B}
     rows = [part("device_check", ["device_check.py", *(["--policy", policy] if policy else [])], 900)]
     stages = workdir / "stages.json"
@@ -76,8 +78,8 @@ def run(model: str, sizes: dict, policy: str | None, precision: str, workdir: Pa
         out = workdir / f"sample-{label}.json"
         argv = ["sample_throughput.py", "--model", model, "--random-init", f"--arch={arch}", "--prompts",
                 str(sizes["prompts"]), "--n", str(sizes["n"]), "--max-new-tokens", str(sizes["new_tokens"]),
-                "--batch", str(sizes["sample_batch"]), "--threads", "2", "--dtype", "bfloat16" if precision == "bf16"
-                else "float32", "--backends", "hf,generate", "--json", str(out)]  # fmt: skip
+                "--batch", str(sizes["sample_batch"]), "--threads", "2", "--dtype", DTYPE_NAMES[precision],
+                "--backends", "hf,generate", "--json", str(out)]  # fmt: skip
         rows.append(part(f"sample_throughput {label}", argv, 600, out))
     return rows
 

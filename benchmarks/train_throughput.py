@@ -146,14 +146,12 @@ def prepare(args, path: str, workdir: Path) -> tuple[Path, float | None]:
 
     model, tokenizer = policy(path, args.random_init, args.arch)
     records = cut_replies(texts(args.pairs), tokenizer, args.reply_tokens)
-    if has_trl():
+    if not has_trl():
+        ids, diff = chat_ids(tokenizer, records), None
+    else:
         os.environ["HF_DATASETS_CACHE"] = str(workdir)
         ds = trl_trainer(model, tokenizer, records, args.batch, "fp32", False, str(workdir)).train_dataset
         ids = {k: list(ds[f"{k}_ids"]) for k in ("prompt", "chosen", "rejected")}
-    else:
-        ids = chat_ids(tokenizer, records)
-    diff = None
-    if has_trl():
         pairs = [PreferencePair(str(i), p, c, r, r, "", "", 1.0, 0.0, 1, "bench", "bench")
                  for i, (p, c, r) in enumerate(zip(ids["prompt"], ids["chosen"], ids["rejected"]))]  # fmt: skip
         ours = reference_logps(model, pairs, tokenizer.pad_token_id, ("chosen", "rejected"))
