@@ -168,12 +168,11 @@ def chat_ids(tokenizer, records: list[dict]) -> dict[str, list[list[int]]]:
     each reply as the tokens its conversation adds after the prompt's."""
     out: dict[str, list[list[int]]] = {"prompt": [], "chosen": [], "rejected": []}
     for r in records:
-        prompt = tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True)
-        prompt = list(prompt["input_ids"] if isinstance(prompt, dict) else prompt)
+        prompt = list(tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, return_dict=False))
         out["prompt"].append(prompt)
         for k in ("chosen", "rejected"):
-            whole = tokenizer.apply_chat_template(r["prompt"] + r[k], tokenize=True)
-            out[k].append(list(whole["input_ids"] if isinstance(whole, dict) else whole)[len(prompt) :])
+            whole = tokenizer.apply_chat_template(r["prompt"] + r[k], return_dict=False)
+            out[k].append(list(whole)[len(prompt) :])
     return out
 
 

@@ -37,6 +37,7 @@ def test_the_gpu_check_passes_on_this_machines_device(tiny_policy_dir, tmp_path)
 
     train = parts["train_throughput 135m"]["result"]
     assert train["device"] == "cpu" and [g["checkpointing"] for g in train["groups"]] == ["off", "on"]
+    assert train["prompt_tokens"] > 0 and train["reply_tokens"] > 0
     for group in train["groups"]:
         (selm,) = group["runs"]["selm"]  # one run each; TRL's rows too where it is installed
         assert selm["pairs_per_s"] > 0 and selm["peak_mib"] > 0
@@ -44,3 +45,24 @@ def test_the_gpu_check_passes_on_this_machines_device(tiny_policy_dir, tmp_path)
 
     sample = parts["sample_throughput 135m"]["result"]
     assert {x["backend"] for x in sample["rows"]} == {"hf", "generate"}
+
+
+def test_the_throughput_benchmark_tokenizes_pairs_as_selm_encodes_them(tiny_policy_dir, monkeypatch):
+    """Without TRL (CI has none) the benchmark renders the pairs itself: the ids must be the ones selm trains on —
+    the prompt with its generation header, each reply closed by end-of-turn — not the keys of a BatchEncoding."""
+    from transformers import AutoTokenizer
+
+    from selm.models.chat import encode_prompt, encode_response
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from train_throughput import chat_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    record = {"prompt": [{"role": "user", "content": "Name a colour."}],
+              "chosen": [{"role": "assistant", "content": "Blue."}],
+              "rejected": [{"role": "assistant", "content": "I like cheese."}]}  # fmt: skip
+    assert chat_ids(tokenizer, [record]) == {
+        "prompt": [encode_prompt(tokenizer, "Name a colour.")],
+        "chosen": [encode_response(tokenizer, "Blue.")],
+        "rejected": [encode_response(tokenizer, "I like cheese.")],
+    }
