@@ -19,14 +19,15 @@ the finished round and registers its policy from its own process (a round run al
 
 from metaflow import Config, FlowSpec, Parameter, card, current, resources, retry, step, timeout
 
-from selm.config import flow_resources
+from selm.orchestration import step_card
 
 # Heavy imports (torch, transformers, mlflow) stay inside the steps: the card renderer re-imports this file.
+STEP_CARD = step_card()  # a card per step, written once when it ends (one process, not two)
 
 
 class RoundFlow(FlowSpec):
     # Parameters are annotated with the values the steps read (Metaflow's stubs type them as Parameter objects)
-    step_resources = Config("resources", default_value="{}", parser=flow_resources)
+    step_resources = Config("resources", default_value="{}", parser="selm.config.flow_resources")
     recipe_json: str = Parameter("recipe_json", default="", help="Resolved recipe as JSON (SELMFlow passes it)")  # type: ignore[assignment]
     recipe: str = Parameter(
         "recipe", default="tiny_selm", help="Recipe name or .toml path, used when recipe_json is empty"
@@ -41,7 +42,7 @@ class RoundFlow(FlowSpec):
 
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.light.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def start(self):
         """Validate the recipe and pick this round's prompts: the round's state (``selm.pipeline.runtime``)."""
@@ -66,7 +67,7 @@ class RoundFlow(FlowSpec):
     @resources(gpu=step_resources.sample.gpu, cpu=step_resources.sample.cpu, memory=step_resources.sample.memory)
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.sample.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def sample(self):
         """n replies per prompt from the policy, and its greedy reply y0 (SELM's optimism term)."""
@@ -80,7 +81,7 @@ class RoundFlow(FlowSpec):
     @resources(gpu=step_resources.select.gpu, cpu=step_resources.select.cpu, memory=step_resources.select.memory)
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.select.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def select(self):
         """Choose which comparisons the judge labels: every sample, or an APL acquisition under a label budget."""
@@ -94,7 +95,7 @@ class RoundFlow(FlowSpec):
     @resources(gpu=step_resources.judge.gpu, cpu=step_resources.judge.cpu, memory=step_resources.judge.memory)
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.judge.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def judge(self):
         """Label the selected replies on each objective (cached), then pair best vs worst per prompt."""
@@ -108,7 +109,7 @@ class RoundFlow(FlowSpec):
     @resources(gpu=step_resources.train.gpu, cpu=step_resources.train.cpu, memory=step_resources.train.memory)
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.train.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def train(self):
         """DPO / SELM on the pairs, reference = the policy at the start of the round; atomic checkpoint."""
@@ -122,7 +123,7 @@ class RoundFlow(FlowSpec):
     @resources(gpu=step_resources.evaluate.gpu, cpu=step_resources.evaluate.cpu, memory=step_resources.evaluate.memory)
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.evaluate.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def evaluate(self):
         """Held-out reward of the new policy, per objective, with standard errors; the enabled benchmarks; and the
@@ -136,7 +137,7 @@ class RoundFlow(FlowSpec):
 
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.light.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def end(self):
         """``metrics`` and ``policy_out`` for SELMFlow, which logs the round to MLflow and registers its policy; a

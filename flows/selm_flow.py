@@ -22,21 +22,22 @@ from pathlib import Path
 
 from metaflow import Config, FlowSpec, Parameter, card, current, retry, step, timeout
 
-from selm.config import flow_resources
+from selm.orchestration import step_card
 
 ROUND_FLOW = Path(__file__).resolve().parent / "round_flow.py"
+STEP_CARD = step_card()  # each step's card is written once, when the step ends (one process, not two)
 
 
 class SELMFlow(FlowSpec):
     # the recipe's [resources]: @retry and @timeout of these steps (the command line sets it from the recipe)
-    step_resources = Config("resources", default_value="{}", parser=flow_resources)
+    step_resources = Config("resources", default_value="{}", parser="selm.config.flow_resources")
     # Parameters are annotated with the values the steps read (Metaflow's stubs type them as Parameter objects)
     recipe: str = Parameter("recipe", default="tiny_selm", help="Shipped recipe name (selm/recipes) or path to a .toml")  # type: ignore[assignment]
     overrides: str = Parameter("overrides", default="", help='Space-separated section.key=value, e.g. "train.loss=dpo"')  # type: ignore[assignment]
 
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.experiment_start.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def start(self):
         """Check the recipe and everything it names, make sure the initial policy exists, open (or, resumed, find
@@ -77,27 +78,21 @@ class SELMFlow(FlowSpec):
 
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.experiment_round.timeout_s)
-    @card(type="blank", refresh_interval=5)  # type: ignore[call-overload]  # the stubs omit refresh_interval
+    @card(type=STEP_CARD)
     @step
     def run_round(self):
         """Run (or reuse, or resume) the RoundFlow run of round ``self.round``, log it to MLflow and register its
         policy, then loop or finish."""
-        from selm import tracking
-        from selm.orchestration import run_round_flow, step_attempts
-        from selm.report import experiment as report
-        from selm.report.rounds import to_mlflow
+        from selm.orchestration import run_and_log_round, step_attempts
 
-        round_key = f"{self.experiment_id}/round-{self.round}"
-        tracking.reopen(self.mlflow_run, tracking.find_run(self.config, round_key))  # a resumed round runs again
-        with tracking.failed_on_error(self.mlflow_run, lambda: tracking.find_run(self.config, round_key)):
-            params = dict(recipe_json=self.config.model_dump_json(), round=self.round, policy=self.policy,
-                          reference=self.reference, experiment=self.experiment_id,
-                          mlflow_parent=self.mlflow_run)  # fmt: skip
-            resources = self.config.resources.model_dump()
-            child = run_round_flow(ROUND_FLOW, self.experiment_id, self.round, params, resources,
-                                   meanwhile=tracking.prepare_registration)  # fmt: skip
-            state = child["end"].task.data.state  # the round, logged here: this process holds MLflow already
-            round_run, registered = to_mlflow(self.config, state, self.mlflow_run, child.pathspec)
+        params = dict(recipe_json=self.config.model_dump_json(), round=self.round, policy=self.policy,
+                      reference=self.reference, experiment=self.experiment_id,
+                      mlflow_parent=self.mlflow_run)  # fmt: skip
+        child, state, round_run, registered = run_and_log_round(
+            ROUND_FLOW, self.config, self.experiment_id, self.round, params, self.mlflow_run
+        )
+        from selm.report import experiment as report  # after the round: MLflow was imported while it ran
+
         self.reference, self.policy = self.policy, state.policy_out  # next round's policy and its own reference
         self.rounds = self.rounds + [state.metrics]
         self.last_scores = state.evaluation.scores if state.evaluation else {}
@@ -113,7 +108,7 @@ class SELMFlow(FlowSpec):
 
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.experiment_end.timeout_s)
-    @card(type="blank")
+    @card(type=STEP_CARD)
     @step
     def end(self):
         """Experiment card and summary: per-round curves, the last round against the initial policy (paired)."""

@@ -101,8 +101,9 @@ def run_round_flow(
 ):
     """Reuse, resume or start the round's RoundFlow run; return the successful client ``Run``.
 
-    ``meanwhile`` runs in a thread of this process once the round is under way (SELMFlow imports what registering
-    the round's policy needs — torch, transformers, ``mlflow.transformers``, about 5 s — while the round works).
+    ``meanwhile`` runs in a thread of this process once the round is under way (SELMFlow opens MLflow and imports
+    what registering the round's policy needs while the round works), or at once when a finished run is reused; it
+    has finished when this returns or raises, and its error is raised after the round's own.
 
     ``resources`` (the recipe's ``[resources]``) becomes the RoundFlow Config that sizes each step's ``@resources``.
     One line per step is printed (``round 1: train``); the child's full log stays in Metaflow, and the tail of a
@@ -115,6 +116,8 @@ def run_round_flow(
     previous = latest_round_run(experiment_id, round)
     if previous is not None and previous.successful:
         print(f"round {round}: reusing finished run {previous.pathspec}")
+        if meanwhile is not None:
+            meanwhile()
         return previous
     if previous is not None:  # a resumed run keeps the Config of the run it resumes (Metaflow refuses a new one)
         print(f"round {round}: resuming unfinished run {previous.pathspec}")
@@ -127,7 +130,11 @@ def run_round_flow(
         from metaflow import Runner
 
         runner = Runner(str(flow_file), **configs)
-        run, log, returncode = asyncio.run(_follow(runner, f"round {round}", meanwhile, **launch))
+        background = _Background(meanwhile)
+        try:
+            run, log, returncode = asyncio.run(_follow(runner, f"round {round}", background, **launch))
+        finally:
+            background.wait()
     if not run.successful:
         print("\n".join(log.splitlines()[-40:]), file=sys.stderr)
         if returncode is not None and returncode < 0:  # the round's runtime itself was killed: a retry resumes it
@@ -137,7 +144,67 @@ def run_round_flow(
             f"round {round} failed in {run.pathspec}: {failed}. Full log: python flows/round_flow.py logs "
             f"{run.id}/{failed.split()[0]}; fix the cause and run `python flows/selm_flow.py resume`"
         )
+    background.raise_error()
     return run
+
+
+def run_and_log_round(flow_file: str | Path, recipe, experiment_id: str, round: int, params: dict, parent_run: str):
+    """SELMFlow's round: run (reuse, resume) its RoundFlow run, then log it to MLflow and register its policy from
+    this process (``selm.report.rounds.to_mlflow``). Returns (the client ``Run``, its ``RoundState``, the round's
+    MLflow run id, ``register_policy``'s result).
+
+    MLflow is imported, its store opened and a resumed round's MLflow run reopened in a thread while the round runs
+    (≈ 2 s a round off the critical path on 2 cores). Whatever fails, the experiment's run and the round's are
+    closed as FAILED (KILLED on Ctrl-C) before the error goes on: ``resume`` reopens them."""
+    round_key = f"{experiment_id}/round-{round}"
+
+    def round_run() -> str | None:
+        from selm import tracking
+
+        return tracking.find_run(recipe, round_key)
+
+    def open_mlflow() -> None:
+        from selm import tracking
+
+        tracking.reopen(parent_run, round_run())
+        tracking.prepare_registration()
+
+    try:
+        child = run_round_flow(flow_file, experiment_id, round, params, recipe.resources.model_dump(), open_mlflow)
+        state = child["end"].task.data.state
+        from selm.report.rounds import to_mlflow
+
+        mlflow_run, registered = to_mlflow(recipe, state, parent_run, child.pathspec)
+    except BaseException:
+        from selm import tracking
+
+        with tracking.failed_on_error(parent_run, round_run):
+            raise  # closes both runs, then the error goes on
+    return child, state, mlflow_run, registered
+
+
+class _Background(threading.Thread):
+    """``fn`` (if any) in a daemon thread: ``wait`` joins it if it started, ``raise_error`` re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], object] | None):
+        super().__init__(name="meanwhile", daemon=True)
+        self._fn = fn
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            if self._fn is not None:
+                self._fn()
+        except BaseException as e:  # handed to the caller's thread by raise_error
+            self._error = e
+
+    def wait(self) -> None:
+        if self.ident is not None:
+            self.join()
+
+    def raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _wait_for_running_round(tags: list[str], round: int) -> None:
@@ -214,14 +281,13 @@ def _restore_typing() -> None:
 _STEP_STARTS = re.compile(r"\[[^/\]]+/(\w+)/\d+ \(pid \d+\)\] Task is starting")
 
 
-async def _follow(runner, label: str, meanwhile: Callable[[], object] | None, method: str, **kwargs):
-    """Launch the child run, start ``meanwhile`` in a thread, print ``<label>: <step>`` as each step starts; return
+async def _follow(runner, label: str, meanwhile: _Background, method: str, **kwargs):
+    """Launch the child run, start ``meanwhile``, print ``<label>: <step>`` as each step starts; return
     (client Run, its whole log, the exit status of its Metaflow process)."""
     async with runner:
         executing = await getattr(runner, method)(**kwargs)
-        if meanwhile is not None:  # the Runner has done its harm to typing by now: undone before torch is imported
-            _restore_typing()
-            threading.Thread(target=meanwhile, name="meanwhile", daemon=True).start()
+        _restore_typing()  # the Runner has done its harm to typing by now: undone before torch is imported
+        meanwhile.start()
         async for _, line in executing.stream_log("stdout"):
             m = _STEP_STARTS.search(line)
             if m:
@@ -428,6 +494,27 @@ def main(flow_class) -> NoReturn:
 # ---------------------------------------------------------------- leaving a process
 
 
+#: the card type of every step whose card is written once, when the step ends (``step_card``)
+STEP_CARD = "selm_step"
+
+
+def step_card() -> str:
+    """Register Metaflow's blank card without live updates as the card type ``STEP_CARD`` and return its name.
+
+    A runtime-updatable card (Metaflow's "blank") is rendered twice at the end of each task, each time by a process
+    of its own, ≈ 0.6 s on 2 cores: once as the card, once more as a "refresh" for a live viewer. The flows' cards
+    are written by their steps and never refreshed while a step runs, so the second render shows nothing new: with
+    this type each card costs one process (26 fewer in the default run). Metaflow finds card types in
+    ``metaflow.plugins.CARDS``; every process that renders one (the flow's, each task's, each card's) imports the
+    flow file, which calls this. Calling it again adds nothing."""
+    from metaflow.plugins import CARDS
+    from metaflow.plugins.cards.card_modules.basic import BlankCard
+
+    if not any(c.type == STEP_CARD for c in CARDS):
+        CARDS.append(type("StepCard", (BlankCard,), {"type": STEP_CARD, "RUNTIME_UPDATABLE": False}))
+    return STEP_CARD
+
+
 #: the exit status with which Metaflow's runtime never retries a task (``metaflow.exception``)
 EXIT_DISALLOW_RETRY = 202
 
@@ -451,7 +538,7 @@ def exit_code_of(entry_point) -> int | str | None:
 def exit_without_teardown(code: int | str | None) -> NoReturn:
     """``sys.exit(code)`` minus the interpreter's teardown of its modules.
 
-    A flow file runs as a process for every Metaflow step, twice more for its card and once for each run's
+    A flow file runs as a process for every Metaflow step, once more for its card and once for each run's
     runtime, and a process that imported MLflow, SQLAlchemy and torch spends 0.5–2.5 s after its last line freeing
     module objects one by one (the default tiny run: 313 s with that teardown, 251 s without). Everything a normal
     exit guarantees is kept, in its order: non-daemon threads are joined, ``atexit`` handlers run (MLflow's

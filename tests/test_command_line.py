@@ -117,6 +117,22 @@ def test_list_overrides_in_the_natural_shell_spelling(tmp_path):
     assert rc == 1 and "unknown local task 'nope_local'" in out
 
 
+def test_step_cards_are_metaflows_blank_card_without_live_updates():
+    """The flows' step cards (``selm.orchestration.step_card``) are rendered by one process, not two: Metaflow finds
+    the type, it takes components like "blank" and has no live updates; Metaflow's own "blank" is left as it was."""
+    from metaflow.plugins import CARDS
+    from metaflow.plugins.cards.card_modules.basic import BlankCard
+    from metaflow.plugins.cards.component_serializer import get_card_class
+
+    from selm.orchestration import STEP_CARD, step_card
+
+    assert step_card() == step_card() == STEP_CARD
+    assert [c.type for c in CARDS].count(STEP_CARD) == 1
+    card = get_card_class(STEP_CARD)
+    assert issubclass(card, BlankCard) and card.ALLOW_USER_COMPONENTS and not card.RUNTIME_UPDATABLE
+    assert get_card_class("blank").RUNTIME_UPDATABLE
+
+
 EXITING = """
 import atexit, sys, threading, time
 from selm.orchestration import exit_code_of, exit_without_teardown
@@ -210,3 +226,26 @@ def test_a_run_takes_its_retries_and_timeouts_from_the_recipe(tmp_path, monkeypa
     argv = ["selm_flow.py", "--config-value", "resources", '{"retries": 0}', "run"]
     guard_command_line(argv)
     assert argv[:5] == ["selm_flow.py", "--config-value", "resources", '{"retries": 0}', "run"]
+
+
+def test_work_done_while_a_round_runs_is_waited_for_and_its_error_kept():
+    """SELMFlow opens MLflow in a thread while the round runs (``run_round_flow``'s ``meanwhile``): the caller waits
+    for it (a resumed round's MLflow run is reopened before anything logs to it), and what it raised is raised."""
+    from selm.orchestration import _Background
+
+    done = []
+    ok = _Background(lambda: (time.sleep(0.2), done.append(1)))
+    ok.start()
+    ok.wait()
+    ok.raise_error()
+    assert done == [1]
+
+    def fails():
+        raise OSError("no tracking store")
+
+    bad = _Background(fails)
+    bad.start()
+    bad.wait()
+    with pytest.raises(OSError, match="no tracking store"):
+        bad.raise_error()
+    _Background(None).wait()  # never started (the launch failed): nothing to wait for

@@ -53,6 +53,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     from metaflow.cards import get_cards
 
     from selm import tracking
+    from selm.orchestration import STEP_CARD
 
     tmp_path = home
     log = tmp_path / "log.txt"
@@ -115,10 +116,12 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert out.returncode == 0 and f"experiment {experiment} already finished" in out.stdout
     assert len(c.search_model_versions("name='tiny-selm-policy'")) == 2
 
-    # cards with tables and plots on every step
+    # cards with tables and plots on every step of both flows, each rendered once, when its step ended
     for step in ("start", "sample", "judge", "select", "train", "evaluate", "end"):
-        html = get_cards(second[step].task)[0].get()
-        assert "<html" in html.lower()
+        (step_card,) = get_cards(second[step].task)
+        assert step_card.type == STEP_CARD and "<html" in step_card.get().lower()
+    assert [c.type for c in get_cards(resumed["end"].task)] == [STEP_CARD]
+    assert {c.type for t in resumed["run_round"] for c in get_cards(t)} == {STEP_CARD}
     assert "data:image/png;base64" in get_cards(second["train"].task)[0].get()
     assert "data:image/png;base64" in get_cards(resumed["end"].task)[0].get()
 
