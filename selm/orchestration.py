@@ -491,7 +491,7 @@ def main(flow_class) -> NoReturn:
     exit_without_teardown(code)
 
 
-# ---------------------------------------------------------------- leaving a process
+# ---------------------------------------------------------------- cards
 
 
 #: the card type of every step whose card is written once, when the step ends (``step_card``)
@@ -513,6 +513,9 @@ def step_card() -> str:
     if not any(c.type == STEP_CARD for c in CARDS):
         CARDS.append(type("StepCard", (BlankCard,), {"type": STEP_CARD, "RUNTIME_UPDATABLE": False}))
     return STEP_CARD
+
+
+# ---------------------------------------------------------------- leaving a process
 
 
 #: the exit status with which Metaflow's runtime never retries a task (``metaflow.exception``)
