@@ -47,8 +47,8 @@ def round_on_device(out: Path, policy: str | None = None) -> dict:
         "seconds": seconds,
         "model_devices": sorted(devices),
         "pairs": len(state.pairs),
-        "heldout_reward": round(state.metrics["heldout_reward"], 4),
-        "explore_kl": round(state.metrics["explore_kl"], 4),
+        "heldout/reward": round(state.metrics["heldout/reward"], 4),
+        "explore/kl": round(state.metrics["explore/kl"], 4),
     }
 
 

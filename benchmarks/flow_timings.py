@@ -24,7 +24,7 @@ def main(argv: list[str]) -> None:
     total = (run["end"].task.finished_at - run.created_at).total_seconds()
     print(f"{run.pathspec}: {total:.0f} s in all")
     t = run["start"].task.data.timings  # the initial policy's time; round 0's evaluation is the rest of the step
-    print(f"  start: {task_seconds(run['start']):6.1f} s  (initial policy {t['time_initial_policy_s']:.1f} s)")
+    print(f"  start: {task_seconds(run['start']):6.1f} s  (initial policy {t['time/initial_policy_s']:.1f} s)")
     launches = sorted(run["run_round"], key=lambda t: t.created_at)  # SELMFlow's task per round
     for task, pathspec in zip(launches, run["end"].task.data.round_runs):
         child = Run(pathspec)
@@ -34,8 +34,8 @@ def main(argv: list[str]) -> None:
         metrics = child["end"].task.data.metrics
         rows = []
         for step in ("start", "sample", "select", "judge", "train", "evaluate", "end"):
-            work = metrics.get(f"time_{step}_s", 0)
-            work += metrics.get("time_diagnostics_s", 0) if step == "evaluate" else 0
+            work = metrics.get(f"time/{step}_s", 0)
+            work += metrics.get("time/diagnostics_s", 0) if step == "evaluate" else 0
             rows.append(f"{step} {task_seconds(child[step]):.1f}" + (f" (work {work:.1f})" if work else ""))
         wall = (child["end"].task.finished_at - child.created_at).total_seconds()
         print(f"  round {metrics['round']}: {wall:6.1f} s  " + " · ".join(rows))

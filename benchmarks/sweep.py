@@ -34,9 +34,9 @@ from selm.report import plots
 def labels_to_reach(rows: list[dict], target: float) -> float | None:
     """Labels spent when the held-out reward first reaches ``target``, interpolating linearly between rounds."""
     for prev, row in zip(rows, rows[1:]):
-        if row["heldout_reward"] >= target:
-            span = row["heldout_reward"] - prev["heldout_reward"]
-            frac = 1.0 if span <= 0 else (target - prev["heldout_reward"]) / span
+        if row["heldout/reward"] >= target:
+            span = row["heldout/reward"] - prev["heldout/reward"]
+            frac = 1.0 if span <= 0 else (target - prev["heldout/reward"]) / span
             return prev["labels_total"] + max(0.0, min(1.0, frac)) * (row["labels_total"] - prev["labels_total"])
     return None
 
@@ -46,15 +46,15 @@ def mean_std(xs) -> tuple[float, float]:
 
 
 EXPLORE = [
-    "explore_kl",
-    "explore_y0_log_ratio",
-    "explore_win_over_y0",
-    "explore_distinct_2",
-    "explore_self_overlap",
-    "explore_best_of_n_reward",
-    "explore_reward_spread",
+    "explore/kl",
+    "explore/y0_log_ratio",
+    "explore/win_over_y0",
+    "explore/distinct_2",
+    "explore/self_overlap",
+    "explore/best_of_n_reward",
+    "explore/reward_spread",
 ]
-EXPLORE_PLOTS = ["explore_kl", "explore_y0_log_ratio", "explore_win_over_y0", "explore_distinct_2"]
+EXPLORE_PLOTS = ["explore/kl", "explore/y0_log_ratio", "explore/win_over_y0", "explore/distinct_2"]
 
 
 def cell(row: dict, metric: str) -> str:
@@ -78,7 +78,7 @@ def main() -> None:
     args = ap.parse_args()
 
     results: dict[str, list[list[dict]]] = {}
-    metrics = [f"heldout_{n}" for n in metric_names(load_recipe(args.recipe))]
+    metrics = [f"heldout/{n}" for n in metric_names(load_recipe(args.recipe))]
     for spec in args.variant:
         name, _, overrides = spec.partition("=")
         for seed in args.seeds:
@@ -91,7 +91,7 @@ def main() -> None:
         print(f"\n{name} (mean ± std over seeds {args.seeds})")
         rows = []
         for r in range(len(runs[0])):
-            row = {"round": r, "labels": statistics.fmean(run[r]["labels_total"] for run in runs)}
+            row = {"round": r, "labels": statistics.fmean(run[r]["select/labels_total"] for run in runs)}
             for m in metrics + EXPLORE:
                 if m in runs[0][r]:
                     row[m], row[f"{m}_se"] = mean_std([run[r][m] for run in runs])
@@ -106,7 +106,7 @@ def main() -> None:
         for r in range(len(results[first][0])):
             print(f"  round {r}: " + "  ".join(paired_cell(results[first], results[name], r, m) for m in metrics))
     if args.reach:
-        target = statistics.fmean(run[-1]["heldout_reward"] for run in results[args.reach])
+        target = statistics.fmean(run[-1]["heldout/reward"] for run in results[args.reach])
         print(f"\nlabels needed to reach {args.reach}'s final held-out reward {target:.4f}:")
         for name, runs in results.items():
             reached = [n for n in (labels_to_reach(run, target) for run in runs) if n is not None]

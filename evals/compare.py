@@ -8,10 +8,13 @@ Or pool several experiments per method (seeds) and compare the methods, paired b
 RUN is any of: an experiment's MLflow run id or run name (the latest run with that name), a Metaflow run
 (``SELMFlow/123``, matched by its tag), or a registered policy version (``models:/NAME/VERSION`` or
 ``models:/NAME@ALIAS``), which stands for the one round that trained it. Reads the tracking store of
-``MLFLOW_TRACKING_URI`` (default ``./mlflow.db``). Example: SELM vs iterative DPO on the tiny world::
+``MLFLOW_TRACKING_URI`` (default ``./mlflow.db``). Example: SELM vs iterative DPO on the tiny world, by the
+recipes' experiment names::
 
     python flows/selm_flow.py run && python flows/selm_flow.py run --recipe tiny_dpo
-    python -m evals.compare SELMFlow/1 SELMFlow/2 --out comparison
+    python -m evals.compare tiny-selm tiny-dpo --out comparison
+
+Plots go to ``<out>/<group>/<name>.png``, one folder per metric group.
 
 RUN may also be a file written by ``--export`` (one experiment's metrics and per-prompt scores as JSON: results
 travel without the tracking store). With ``--pool`` each GROUP is a method's experiments: an experiment name (every
@@ -32,10 +35,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_METRICS = r"^(heldout_|mt_bench|alpaca_eval|lm_eval_|explore_|train_reward|pairs$|loss$|judge_calls|judge_cost)"
+DEFAULT_METRICS = (
+    r"^(heldout/|mt_bench|alpaca_eval|lm_eval/|explore/|samples/reward|train/pairs$|train/final_loss$|judge/calls"
+    r"|judge/cost)"
+)
 HEADLINE_PLOTS = re.compile(
-    r"^(mt_bench(_proxy)?_score|alpaca_eval(_proxy)?_(lc_)?win_rate|lm_eval_\w+_(acc|acc_norm|exact_match)"
-    r"|lm_eval_ifeval\w*_prompt_level_loose_acc|explore_(kl|y0_log_ratio|win_over_y0|distinct_2))$"
+    r"^(mt_bench(_proxy)?/score|alpaca_eval(_proxy)?/(lc_)?win_rate|lm_eval/\w+_(acc|acc_norm|exact_match)"
+    r"|lm_eval/ifeval\w*_prompt_level_loose_acc|explore/(kl|y0_log_ratio|win_over_y0|distinct_2))$"
 )
 SCORES = "scores_per_prompt.json"  # each round run's per-prompt values; the experiment run holds round 0's
 
@@ -46,7 +52,7 @@ def plotted(metric: str) -> bool:
     from selm import worlds
 
     heldout = {"reward", "good_all", *(o for w in worlds.REGISTRY.values() for o in w.objectives)}
-    return bool(HEADLINE_PLOTS.match(metric)) or metric in {f"heldout_{n}" for n in heldout}
+    return bool(HEADLINE_PLOTS.match(metric)) or metric in {f"heldout/{n}" for n in heldout}
 
 
 @dataclass
@@ -64,9 +70,18 @@ class Series:
 
     @classmethod
     def from_json(cls, d: dict) -> Series:
-        """The inverse of ``to_json`` (JSON turned the round numbers into strings)."""
-        rounds = {int(r): m for r, m in d["rounds"].items()}
-        return cls(d["label"], rounds, {int(r): s for r, s in d["scores"].items()}, d["name"], d["seed"], d["commit"])
+        """The inverse of ``to_json`` (JSON turned the round numbers into strings; files exported before the metric
+        names were grouped are read with today's names)."""
+        rounds = {int(r): _grouped(m) for r, m in d["rounds"].items()}
+        scores = {int(r): _grouped(s) for r, s in d["scores"].items()}
+        return cls(d["label"], rounds, scores, d["name"], d["seed"], d["commit"])
+
+
+def _grouped(by_metric: dict) -> dict:
+    """``by_metric`` with its keys as selm names them now (``selm.metric_names.grouped``)."""
+    from selm.metric_names import grouped
+
+    return {grouped(k): v for k, v in by_metric.items()}
 
 
 def load_series(client, ident: str) -> Series:
@@ -88,7 +103,7 @@ def load_series(client, ident: str) -> Series:
         run = client.get_run(version.run_id)
         rnd = int(version.tags.get("round", run.data.tags.get("round", 0)))
         scores = {rnd: s} if (s := _scores(client, run.info.run_id, SCORES)) else {}
-        return Series(f"{version.name} v{version.version}", {rnd: dict(run.data.metrics)}, scores)
+        return Series(f"{version.name} v{version.version}", {rnd: _grouped(run.data.metrics)}, scores)
     return _experiment_series(client, _find_run(client, ident), ident)
 
 
@@ -96,10 +111,12 @@ def _experiment_series(client, run, ident: str) -> Series:
     """An experiment run's metrics per round and per-prompt scores (round 0's on it, round k's on its round runs)."""
     from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
+    from selm.metric_names import grouped
+
     rounds: dict[int, dict[str, float]] = {}
     for key in run.data.metrics:
         for m in client.get_metric_history(run.info.run_id, key):
-            rounds.setdefault(m.step, {})[key] = m.value
+            rounds.setdefault(m.step, {})[grouped(key)] = m.value
     label = f"{run.data.tags.get('mlflow.runName', ident)} ({run.data.tags.get('metaflow_run', run.info.run_id[:8])})"
     scores = {0: _scores(client, run.info.run_id, SCORES.replace(".json", "_round0.json"))}
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
@@ -120,7 +137,7 @@ def _scores(client, run_id: str, name: str) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            return json.loads(Path(client.download_artifacts(run_id, name, tmp)).read_text())
+            return _grouped(json.loads(Path(client.download_artifacts(run_id, name, tmp)).read_text()))
         except (MlflowException, OSError):
             return {}
 
@@ -234,8 +251,9 @@ def _prompt_means(pairs: list[tuple[Series, Series]], r: int, m: str):
     return means, len(ids), mean_and_se(d)[1]
 
 
-def pooled_plot(groups: list[list[Series]], out: Path) -> list[Path]:
-    """One PNG per headline metric against round: each group's mean over its seeds, ±1 SE across them."""
+def pooled_plot(groups: list[list[Series]], out: Path, pattern: str = DEFAULT_METRICS) -> list[Path]:
+    """One PNG per headline metric that matches ``pattern``, against round: each group's mean over its seeds, ±1 SE
+    across them."""
     from selm.algorithms.statistics import mean_and_se
     from selm.report import plots
 
@@ -250,11 +268,11 @@ def pooled_plot(groups: list[list[Series]], out: Path) -> list[Path]:
                 row[m], row[f"{m}_se"] = mean, 0.0 if se != se else se  # one seed: no error bar
             rows.append(row)
         curves[f"{g[0].name} ({len(g)} seeds)"] = rows
-    names = sorted({m for rows in curves.values() for row in rows for m in row if plotted(m)})
+    names = sorted({m for rows in curves.values() for row in rows for m in row if plotted(m) and re.search(pattern, m)})
     paths = []
     for name in names:
-        fig = plots.metric_curves(curves, [name], f"{name}, mean ± SE over seeds")
-        paths.append(out / f"{name}.png")
+        fig = plots.metric_curves(curves, [name], "mean ± SE over seeds")
+        paths.append(_png(out, name))
         fig.savefig(paths[-1], dpi=110)
         plots.close(fig)
     return paths
@@ -329,17 +347,25 @@ def _fmt(v, signed: bool = False) -> str:
     return str(v)
 
 
-def plot(series: list[Series], out: Path) -> list[Path]:
-    """One PNG per headline metric (held-out reward and objectives, benchmark scores) against round."""
+def _png(out: Path, metric: str) -> Path:
+    """``<out>/<group>/<name>.png``: one folder per metric group."""
+    path = out / f"{metric}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def plot(series: list[Series], out: Path, pattern: str = DEFAULT_METRICS) -> list[Path]:
+    """One PNG per headline metric (held-out reward and objectives, benchmark scores) that matches ``pattern``,
+    against round."""
     from selm.report import plots
 
     out.mkdir(parents=True, exist_ok=True)
     by_label = {s.label: [{"round": r, **m} for r, m in sorted(s.rounds.items())] for s in series}
-    names = sorted({k for s in series for m in s.rounds.values() for k in m if plotted(k)})
+    names = sorted({k for s in series for m in s.rounds.values() for k in m if plotted(k) and re.search(pattern, k)})
     paths = []
     for name in names:
-        fig = plots.metric_curves(by_label, [name], name)
-        paths.append(out / f"{name}.png")
+        fig = plots.metric_curves(by_label, [name])
+        paths.append(_png(out, name))
         fig.savefig(paths[-1], dpi=110)
         plots.close(fig)
     return paths
@@ -353,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                     "exported .json files; with --pool: GROUPs (names, export folders, RUN,RUN,…)")  # fmt: skip
     ap.add_argument("--pool", action="store_true", help="each argument is a method's experiments, pooled over seeds")
     ap.add_argument("--commit", help="with --pool: only experiments of this commit (a prefix of its hash)")
-    ap.add_argument("--metrics", default=DEFAULT_METRICS, help="regex of metric names to show")
+    ap.add_argument("--metrics", default=DEFAULT_METRICS, help="regex of metric names to show (tables and plots)")
     ap.add_argument("--out", default="comparison", help="folder for the PNG plots")
     ap.add_argument("--export", type=Path, help="also write each experiment to this folder as JSON (RUN reads it)")
     args = ap.parse_args(argv)
@@ -370,8 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     if paired:
         print(f"\npaired over the same prompts, each against {series[0].label} (z = Δ / SE):")
         print(format_table(paired))
-    paths = plot(series, Path(args.out))
-    print(f"\n{len(paths)} plots in {args.out}/: " + ", ".join(p.name for p in paths))
+    paths = plot(series, Path(args.out), args.metrics)
+    print(f"\n{len(paths)} plots in {args.out}/: " + ", ".join(str(p.relative_to(args.out)) for p in paths))
     return 0
 
 
@@ -387,8 +413,8 @@ def _main_pooled(client, args) -> int:
     for g in groups[1:]:
         print(f"\n{g[0].name} − {groups[0][0].name}, paired by seed (and by prompt where scored prompt by prompt):")
         print(format_table(pooled_table(groups[0], g, args.metrics)))
-    paths = pooled_plot(groups, Path(args.out))
-    print(f"\n{len(paths)} plots in {args.out}/: " + ", ".join(p.name for p in paths))
+    paths = pooled_plot(groups, Path(args.out), args.metrics)
+    print(f"\n{len(paths)} plots in {args.out}/: " + ", ".join(str(p.relative_to(args.out)) for p in paths))
     return 0
 
 

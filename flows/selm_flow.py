@@ -69,7 +69,7 @@ class SELMFlow(FlowSpec):
         with tracking.failed_on_error(self.mlflow_run):
             round0 = evaluate_all(Components(self.config), self.policy, 0, "sft")
         report.start(current.card, self.mlflow_run, self.recipe, self.config, self.experiment_id, self.policy,
-                     round0, self.skipped, self.timings["time_initial_policy_s"], self.precisions)  # fmt: skip
+                     round0, self.skipped, self.timings["time/initial_policy_s"], self.precisions)  # fmt: skip
         # round 1's policy is its own reference
         self.rounds, self.round, self.reference, self.round_runs = [{"round": 0, **round0.metrics}], 1, self.policy, []
         self.first_scores = self.last_scores = round0.scores  # per-prompt values: the paired comparison at the end

@@ -18,6 +18,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from selm.errors import Permanent
+from selm.metric_names import grouped
 
 DEFAULT_RECIPE = "tiny_selm"
 
@@ -406,7 +407,13 @@ class Tracking(Section):
     mlflow_experiment: str = "selm"
     registered_model: str = "tiny-selm-policy"
     #: higher is better; the registered version that maximises it carries the alias "champion"
-    champion_metric: str = "heldout_reward"
+    champion_metric: str = "heldout/reward"
+
+    @field_validator("champion_metric")
+    @classmethod
+    def _grouped_name(cls, name: str) -> str:
+        """A recipe written before the metric names were grouped (``heldout_reward``) still names its metric."""
+        return grouped(name)
 
 
 class Recipe(Section):

@@ -282,15 +282,16 @@ _STEP_STARTS = re.compile(r"\[[^/\]]+/(\w+)/\d+ \(pid \d+\)\] Task is starting")
 
 
 async def _follow(runner, label: str, meanwhile: _Background, method: str, **kwargs):
-    """Launch the child run, start ``meanwhile``, print ``<label>: <step>`` as each step starts; return
-    (client Run, its whole log, the exit status of its Metaflow process)."""
+    """Launch the child run, start ``meanwhile``, print ``<label>: <step>`` as each stage's step starts (not the
+    light start and end: the round's own lines frame them); return (client Run, its whole log, the exit status of
+    its Metaflow process)."""
     async with runner:
         executing = await getattr(runner, method)(**kwargs)
         _restore_typing()  # the Runner has done its harm to typing by now: undone before torch is imported
         meanwhile.start()
         async for _, line in executing.stream_log("stdout"):
             m = _STEP_STARTS.search(line)
-            if m:
+            if m and m.group(1) not in ("start", "end"):
                 print(f"{label}: {m.group(1)}", flush=True)
         await executing.wait()
         return executing.run, executing.stdout + executing.stderr, executing.returncode
@@ -310,6 +311,10 @@ def guard_command_line(argv: list[str]):
     command = next((a for a in argv if a in ("run", "resume")), None)
     if command is None:
         return None
+    from selm.pipeline.preflight import user_name
+
+    if problems := user_name():  # Metaflow would refuse it only after creating .metaflow
+        sys.exit(f"{problems[0]}\nNothing was started.")
     if command == "run":
         recipe = _validate_run(argv)  # first: a bad recipe leaves nothing behind, not even a .metaflow folder
         _set_resources_config(argv, argv.index(command), recipe.resources.model_dump_json())

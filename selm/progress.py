@@ -29,7 +29,7 @@ def quiet_transformers() -> None:
 
 @contextmanager
 def timed(timings: dict, name: str):
-    """Adds the wall time of the block to ``timings[f"time_{name}_s"]``."""
+    """Adds the wall time of the block to ``timings[f"time/{name}_s"]``."""
     t0 = time.perf_counter()
     yield
-    timings[f"time_{name}_s"] = round(time.perf_counter() - t0, 3)
+    timings[f"time/{name}_s"] = round(time.perf_counter() - t0, 3)

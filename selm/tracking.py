@@ -26,7 +26,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 from selm.config import Recipe
 from selm.records import write_jsonl
@@ -34,6 +34,8 @@ from selm.records import write_jsonl
 #: pip requirements recorded with each registered policy (MLflow's inference would look for torchvision).
 POLICY_REQUIREMENTS = ["torch", "transformers", "accelerate", "tokenizers"]
 CHAMPION = "champion"
+#: the experiment tag that makes MLflow's UI open the experiment as model training, not as a GenAI app ("Traces")
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 #: the tag that identifies a run across resumes: "<experiment>" for the parent, "<experiment>/round-<k>" for a round
@@ -89,7 +91,11 @@ def _experiment_id(c: MlflowClient, name: str) -> str:
     uri = tracking_uri()
     with _sqlite_lock(uri) if uri.startswith("sqlite:///") else nullcontext():  # create it once, not twice
         exp = c.get_experiment_by_name(name)
-        return exp.experiment_id if exp else c.create_experiment(name)
+        if exp is None:
+            return c.create_experiment(name, tags=dict([EXPERIMENT_KIND]))
+        if EXPERIMENT_KIND[0] not in exp.tags:  # created by an older selm, or by hand
+            c.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
+        return exp.experiment_id
 
 
 def start_run(
@@ -185,6 +191,18 @@ def describe(reasons: Mapping[str, str]) -> str:
     return "; ".join(f"{name}: {why}" for name, why in reasons.items()) or "none"
 
 
+def log_table(run_id: str, rows: list[dict], name: str) -> None:
+    """Rows (dicts with the same keys) as an MLflow table artifact ``name`` (a ``.json``), which the UI shows as a
+    table."""
+    if rows:
+        client().log_table(run_id, {k: [r[k] for r in rows] for k in rows[0]}, name)
+
+
+def describe_run(run_id: str, text: str) -> None:
+    """The run's description (Markdown) in MLflow's UI."""
+    client().set_tag(run_id, MLFLOW_RUN_NOTE, text)
+
+
 def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
     c = client()
     for k, v in tags.items():
@@ -245,9 +263,18 @@ def prepare_registration() -> None:
 
 
 def register_policy(
-    run_id: str, policy_path: str, recipe: Recipe, round: int, metrics: Mapping[str, float], experiment_id: str
+    run_id: str,
+    policy_path: str,
+    recipe: Recipe,
+    round: int,
+    metrics: Mapping[str, float],
+    experiment_id: str,
+    texts: Mapping[str, str] | None = None,
 ) -> dict:
-    """Log the round's policy with ``mlflow.transformers`` and register it as a model version.
+    """Log the round's policy with ``mlflow.transformers`` and register it as a model version. ``texts`` may hold
+    ``README.md`` (the model card) and ``LICENSE.txt`` (replacing the one ``mlflow.transformers`` writes for a local
+    folder, which points at a hub page that does not exist), logged beside the model, and ``description``, the
+    version's.
 
     Aliases: ``<experiment>-round-<k>``; ``<experiment>-champion``, the experiment's best version by
     ``tracking.champion_metric``; and ``champion``, the best version of the registered model among those on the
@@ -276,14 +303,26 @@ def register_policy(
                 model_config={"max_new_tokens": recipe.sampling.max_new_tokens},
                 registered_model_name=name,
             )
+            _log_model_texts(info.model_id, {k: v for k, v in (texts or {}).items() if k != "description"})
         version = str(info.registered_model_version)
     tags = {metric: str(score), "round": str(round), "selm_experiment": experiment_id, "champion_scale": scale}
     for k, v in tags.items():  # after a kill between registration and tagging, a resumed step completes them
         c.set_model_version_tag(name, version, k, v)
+    if texts and "description" in texts:
+        c.update_model_version(name, version, texts["description"])
     c.set_registered_model_alias(name, experiment_alias(experiment_id, f"round-{round}"), version)
     _move_alias_if_better(c, name, experiment_alias(experiment_id, CHAMPION), version, metric, score)
     champion = _move_alias_if_better(c, name, CHAMPION, version, metric, score, scale)
     return {"name": name, "version": version, "champion": champion}
+
+
+def _log_model_texts(model_id: str, files: Mapping[str, str]) -> None:
+    """Text files at the root of a logged model's artifacts (an existing one is replaced)."""
+    with tempfile.TemporaryDirectory() as d:
+        for filename, text in files.items():
+            path = Path(d) / filename
+            path.write_text(text)
+            client().log_model_artifact(model_id, str(path))
 
 
 @contextmanager

@@ -126,7 +126,7 @@ def test_selection_on_real_samples_respects_the_budget(two_policies, method, tmp
 
     # the judge is called for the acquired replies only, and a repeated round pays for nothing
     judged = judge_and_pair(parts, prompts, samples, sel, 2)
-    assert judged.usage["judge_calls"] + judged.usage["judge_cache_hits"] == 20
+    assert judged.usage["judge/calls"] + judged.usage["judge/cache_hits"] == 20
     assert [j.completion_id for j in judged.judgments] == sel.completion_ids
     usage = JudgeUsage()
     again = judge_completions(parts.judge, prompts, sel.replies(samples), cache=parts.judgment_cache, usage=usage)

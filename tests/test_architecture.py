@@ -106,5 +106,5 @@ def test_a_new_world_is_one_class_and_a_registry_entry(two_prompt_world, tiny_po
     assert state.evaluation is not None
     metrics, completions = state.metrics, state.evaluation.completions
     assert len(completions) == 2 and metric_names(recipe) == ("reward", "short", "good_all")
-    assert {f"heldout_{n}" for n in metric_names(recipe)} <= set(metrics)
-    assert metrics["heldout_good_all"] == pytest.approx(sum(c.text.__len__() <= 4 for c in completions) / 2)
+    assert {f"heldout/{n}" for n in metric_names(recipe)} <= set(metrics)
+    assert metrics["heldout/good_all"] == pytest.approx(sum(c.text.__len__() <= 4 for c in completions) / 2)

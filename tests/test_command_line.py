@@ -105,9 +105,19 @@ def test_malformed_toml_names_the_file_and_line(tmp_path):
 
 
 def test_no_user_name(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("USERNAME", "USER")}
+    env = {k: v for k, v in os.environ.items() if k not in ("USERNAME", "USER", "METAFLOW_USER", "SUDO_USER")}
     p = subprocess.run([sys.executable, SELM_FLOW, "run"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert p.returncode == 1 and "neither USERNAME nor USER is set" in p.stdout + p.stderr
+
+
+def test_root_as_the_user_name_is_refused_before_anything_is_written(tmp_path):
+    """Metaflow refuses "root" ("Unknown user"): said first, with nothing on disk (no .metaflow, no lock)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("METAFLOW_USER", "SUDO_USER")}
+    for command in ("run", "resume"):
+        p = subprocess.run([sys.executable, SELM_FLOW, command], cwd=tmp_path, capture_output=True, text=True,
+                           env={**env, "USERNAME": "root", "USER": "root"})  # fmt: skip
+        assert p.returncode == 1 and "does not accept the user name 'root'" in p.stdout + p.stderr, p.stderr
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_list_overrides_in_the_natural_shell_spelling(tmp_path):

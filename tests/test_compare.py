@@ -11,8 +11,8 @@ from selm.config import load_recipe
 def experiment(recipe, name, metaflow_run, rewards, mt_bench):
     run = tracking.start_run(recipe, name, key=metaflow_run, tags={"metaflow_run": metaflow_run})
     for k, (r, mt) in enumerate(zip(rewards, mt_bench)):
-        tracking.log_metrics(run, {"heldout_reward": r, "heldout_reward_se": 0.01, "mt_bench_proxy_score": mt}, step=k)
-    tracking.log_metrics(run, {"time_train_s": 3.0}, step=1)  # not shown by default
+        tracking.log_metrics(run, {"heldout/reward": r, "heldout/reward_se": 0.01, "mt_bench_proxy/score": mt}, step=k)
+    tracking.log_metrics(run, {"time/train_s": 3.0}, step=1)  # not shown by default
     return run
 
 
@@ -20,30 +20,31 @@ def test_side_by_side_table_deltas_and_plots(mlflow_home, tiny_policy_dir, capsy
     selm = experiment(load_recipe(), "tiny-selm", "SELMFlow/1", [1.6, 1.8, 1.9], [2.0, 2.5, 2.25])
     experiment(load_recipe(None, ["train.loss=dpo"]), "tiny-dpo", "SELMFlow/2", [1.6, 1.7, 1.75], [2.0, 2.0, 2.5])
     round_run = tracking.start_run(load_recipe(), "round-2", key="exp/round-2", parent_run_id=selm, tags={"round": "2"})
-    tracking.log_metrics(round_run, {"heldout_reward": 1.8})
+    tracking.log_metrics(round_run, {"heldout/reward": 1.8})
     registered = tracking.register_policy(
-        round_run, str(tiny_policy_dir), load_recipe(), 2, {"heldout_reward": 1.8}, "SELMFlow-1"
+        round_run, str(tiny_policy_dir), load_recipe(), 2, {"heldout/reward": 1.8}, "SELMFlow-1"
     )
 
     c = tracking.client()
     by_id, by_tag, by_name = (compare.load_series(c, i) for i in (selm, "SELMFlow/2", "tiny-dpo"))
-    assert by_id.rounds[2]["heldout_reward"] == 1.9 and by_tag.rounds == by_name.rounds
+    assert by_id.rounds[2]["heldout/reward"] == 1.9 and by_tag.rounds == by_name.rounds
     version = compare.load_series(c, "models:/tiny-selm-policy@selmflow-1-round-2")
     assert version.label == f"tiny-selm-policy v{registered['version']}" and version.rounds == {
-        2: {"heldout_reward": 1.8}
+        2: {"heldout/reward": 1.8}
     }
 
     rows = compare.table([by_id, by_tag, version])
-    row = next(r for r in rows if r["metric"] == "heldout_reward" and r["round"] == 2)
+    row = next(r for r in rows if r["metric"] == "heldout/reward" and r["round"] == 2)
     assert row[f"Δ {by_tag.label}"] == 1.75 - 1.9 and row[f"Δ {version.label}"] == 1.8 - 1.9
-    assert not any(r["metric"] in ("time_train_s", "heldout_reward_se") for r in rows)
-    first = next(r for r in rows if r["metric"] == "heldout_reward" and r["round"] == 0)
+    assert not any(r["metric"] in ("time/train_s", "heldout/reward_se") for r in rows)
+    first = next(r for r in rows if r["metric"] == "heldout/reward" and r["round"] == 0)
     assert first[version.label] is None and first[f"Δ {version.label}"] is None
 
     assert compare.main([selm, "SELMFlow/2", "--out", str(mlflow_home / "cmp")]) == 0
     out = capsys.readouterr().out
     assert "Δ tiny-dpo (SELMFlow/2)" in out and "-0.1500" in out and "+0.2500" in out
-    assert sorted(p.name for p in (mlflow_home / "cmp").iterdir()) == ["heldout_reward.png", "mt_bench_proxy_score.png"]
+    pngs = sorted(str(p.relative_to(mlflow_home / "cmp")) for p in (mlflow_home / "cmp").rglob("*.png"))
+    assert pngs == ["heldout/reward.png", "mt_bench_proxy/score.png"]  # a folder per metric group
 
 
 def test_paired_deltas_over_the_prompts_both_experiments_answered(mlflow_home, capsys):
@@ -58,15 +59,15 @@ def test_paired_deltas_over_the_prompts_both_experiments_answered(mlflow_home, c
     ):
         recipe = load_recipe()
         run = tracking.start_run(recipe, name, key=name, tags={"metaflow_run": f"SELMFlow/{name}"})
-        tracking.log_metrics(run, {"lm_eval_ifeval_local_prompt_level_loose_acc": sum(round0.values()) / 3}, step=0)
-        tracking.log_dict(run, {"lm_eval_ifeval_local_prompt_level_loose_acc": round0}, "scores_per_prompt_round0.json")
+        tracking.log_metrics(run, {"lm_eval/ifeval_local_prompt_level_loose_acc": sum(round0.values()) / 3}, step=0)
+        tracking.log_dict(run, {"lm_eval/ifeval_local_prompt_level_loose_acc": round0}, "scores_per_prompt_round0.json")
         child = tracking.start_run(recipe, "round-1", key=f"{name}/round-1", parent_run_id=run, tags={"round": "1"})
-        tracking.log_dict(child, {"lm_eval_ifeval_local_prompt_level_loose_acc": round1}, "scores_per_prompt.json")
+        tracking.log_dict(child, {"lm_eval/ifeval_local_prompt_level_loose_acc": round1}, "scores_per_prompt.json")
         runs[name] = run
 
     c = tracking.client()
     selm, dpo = (compare.load_series(c, runs[n]) for n in ("smol-selm", "smol-dpo"))
-    assert set(selm.scores) == {0, 1} and selm.scores[1]["lm_eval_ifeval_local_prompt_level_loose_acc"]["d"] == 1.0
+    assert set(selm.scores) == {0, 1} and selm.scores[1]["lm_eval/ifeval_local_prompt_level_loose_acc"]["d"] == 1.0
     rows = {r["round"]: r for r in compare.paired_table([selm, dpo])}
     assert rows[0]["Δ"] == 0 and rows[0]["n"] == 3  # the same initial policy: no difference
     # round 1 over a b c (d only in the first): dpo − selm = (0−1, 1−1, 1−1) = (−1, 0, 0); s² = 1/3
@@ -86,13 +87,13 @@ def test_pooled_over_seeds_paired_by_seed_and_prompt_and_exported(mlflow_home, c
     ifeval = {("smol-dpo", 0): [0, 1, 0, 0], ("smol-dpo", 1): [1, 1, 0, 0],
               ("smol-selm", 0): [1, 1, 0, 1], ("smol-selm", 1): [1, 1, 1, 0]}  # fmt: skip
     kl = {("smol-dpo", 0): 1.5, ("smol-dpo", 1): 1.7, ("smol-selm", 0): 2.0, ("smol-selm", 1): 1.9}
-    metric = "lm_eval_ifeval_local_prompt_level_loose_acc"
+    metric = "lm_eval/ifeval_local_prompt_level_loose_acc"
     for (name, seed), values in ifeval.items():
         recipe = load_recipe(None, [f"experiment.seed={seed}"])
         run = tracking.start_run(recipe, name, key=f"{name}-{seed}")
         tracking.log_metrics(run, {metric: 0.25}, step=0)
         tracking.log_dict(run, {metric: dict(zip("abcd", [0, 1, 0, 0]))}, "scores_per_prompt_round0.json")
-        tracking.log_metrics(run, {metric: statistics.fmean(values), "explore_kl": kl[name, seed]}, step=1)
+        tracking.log_metrics(run, {metric: statistics.fmean(values), "explore/kl": kl[name, seed]}, step=1)
         child = tracking.start_run(recipe, "round-1", key=f"{name}-{seed}/round-1", parent_run_id=run,
                                    tags={"round": "1"})  # fmt: skip
         tracking.log_dict(child, {metric: dict(zip("abcd", values))}, "scores_per_prompt.json")
@@ -114,7 +115,7 @@ def test_pooled_over_seeds_paired_by_seed_and_prompt_and_exported(mlflow_home, c
     # two seeds: the interval is Student's t with 1 degree of freedom (12.706), wider than the prompts' 1.96 × 0.125
     assert math.isclose(r1["±95 %"], 12.7062 * 0.125, rel_tol=1e-4)
     assert r1["smol-dpo"] == 0.375 and r1["smol-selm"] == 0.75
-    assert math.isclose(rows["explore_kl", 1]["Δ"], 0.35) and rows["explore_kl", 1]["prompts"] is None
+    assert math.isclose(rows["explore/kl", 1]["Δ"], 0.35) and rows["explore/kl", 1]["prompts"] is None
 
     assert compare.main(["--pool", "smol-dpo", "smol-selm", "--out", str(mlflow_home / "cmp"),
                          "--export", str(mlflow_home / "exported")]) == 0  # fmt: skip
@@ -141,7 +142,7 @@ def test_pooled_over_seeds_paired_by_seed_and_prompt_and_exported(mlflow_home, c
 def test_pooled_means_cover_the_prompts_both_sides_scored():
     """One side evaluated more prompts than the other (IFEval's first 300 against all 541): Δ and the means are taken
     over the prompts both scored, not from the logged means over different sets."""
-    metric = "lm_eval_ifeval_local_prompt_level_loose_acc"
+    metric = "lm_eval/ifeval_local_prompt_level_loose_acc"
     short = compare.Series("dpo", {1: {metric: 0.5}}, {1: {metric: {"a": 0.0, "b": 1.0}}}, "dpo", 0)
     long = compare.Series("selm", {1: {metric: 0.25}}, {1: {metric: {"a": 1.0, "b": 1.0, "c": 0.0, "d": 0.0}}},
                           "selm", 0)  # fmt: skip

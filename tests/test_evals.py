@@ -185,10 +185,10 @@ def test_mt_bench_run_with_the_proxy_grader(sampler):
     qs = mt_bench.load_questions(per_category=1)
     metrics, records = mt_bench.run(sampler, ProxyGrader(), qs, max_new_tokens=12)
     assert len(records) == 16 and [r["turn"] for r in records[:2]] == [1, 2]
-    assert metrics["mt_bench_proxy_graded_turns"] == 16 and metrics["mt_bench_proxy_parse_failures"] == 0
+    assert metrics["mt_bench_proxy/graded_turns"] == 16 and metrics["mt_bench_proxy/parse_failures"] == 0
     for key in ("score", "turn1", "turn2", *mt_bench.TEMPERATURE):
-        assert 1 <= metrics[f"mt_bench_proxy_{key}"] <= 10
-    assert not any(k.startswith("mt_bench_score") for k in metrics)  # proxy numbers never pose as official
+        assert 1 <= metrics[f"mt_bench_proxy/{key}"] <= 10
+    assert not any(k.startswith("mt_bench/score") for k in metrics)  # proxy numbers never pose as official
 
 
 @needs_data
@@ -214,9 +214,9 @@ def test_mt_bench_with_an_llm_judge_counts_unparsed_verdicts(sampler):
         grader = LLMGrader(LLMEndpoint(judge_server.base_url, "judge", backoff_s=0.01), concurrency=1)
         metrics, records = mt_bench.run(sampler, grader, qs, max_new_tokens=8)
     assert [r["rating"] for r in records] == [8.0, 6.0, None, 4.0, None, 5.0]
-    assert metrics["mt_bench_parse_failures"] == 2 and metrics["mt_bench_graded_turns"] == 4
-    assert metrics["mt_bench_score"] == pytest.approx((8 + 6 + 4 + 5) / 4)
-    assert metrics["mt_bench_turn1"] == 8.0 and metrics["mt_bench_turn2"] == pytest.approx((6 + 4 + 5) / 3)
+    assert metrics["mt_bench/parse_failures"] == 2 and metrics["mt_bench/graded_turns"] == 4
+    assert metrics["mt_bench/score"] == pytest.approx((8 + 6 + 4 + 5) / 4)
+    assert metrics["mt_bench/turn1"] == 8.0 and metrics["mt_bench/turn2"] == pytest.approx((6 + 4 + 5) / 3)
     assert grader.usage.calls == 6 and grader.usage.parse_failures == 2
     assert "Rating: [[8]]" in records[0]["judgment"]
 
@@ -235,17 +235,17 @@ def test_alpaca_eval_orientation_and_position_swap(sampler):
             sampler, grader, examples, max_new_tokens=8, template=alpaca_eval.judge_template()
         )
     assert [r["preference"] for r in records] == [1.0, 0.0, 0.5, None]
-    assert metrics["alpaca_eval_judged"] == 3 and metrics["alpaca_eval_parse_failures"] == 1
-    assert metrics["alpaca_eval_win_rate"] == pytest.approx(50.0)
-    assert grader.usage.metrics()["judge_swap_disagreement"] == pytest.approx(
+    assert metrics["alpaca_eval/judged"] == 3 and metrics["alpaca_eval/parse_failures"] == 1
+    assert metrics["alpaca_eval/win_rate"] == pytest.approx(50.0)
+    assert grader.usage.metrics(group="eval_judge")["eval_judge/swap_disagreement"] == pytest.approx(
         1 / 3
     )  # of the comparisons with both orders parsed
-    assert "alpaca_eval_lc_win_rate" not in metrics  # 3 judged instructions: too few for AlpacaEval's 5 folds
-    assert metrics["alpaca_eval_lc_mle_se"] >= 0 and metrics["alpaca_eval_avg_length"] > 0
+    assert "alpaca_eval/lc_win_rate" not in metrics  # 3 judged instructions: too few for AlpacaEval's 5 folds
+    assert metrics["alpaca_eval/lc_mle_se"] >= 0 and metrics["alpaca_eval/avg_length"] > 0
 
 
 @needs_data
 def test_alpaca_eval_run_with_the_proxy_grader(sampler):
     metrics, records = alpaca_eval.run(sampler, ProxyGrader(), alpaca_eval.load_examples(limit=8), max_new_tokens=12)
     assert len(records) == 8 and all(r["preference"] in (0.0, 0.5, 1.0) for r in records)
-    assert 0 <= metrics["alpaca_eval_proxy_win_rate"] <= 100 and metrics["alpaca_eval_proxy_judged"] == 8
+    assert 0 <= metrics["alpaca_eval_proxy/win_rate"] <= 100 and metrics["alpaca_eval_proxy/judged"] == 8

@@ -82,7 +82,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     data = resumed["end"].task.data
     assert [r["round"] for r in data.rounds] == [0, 1, 2]
     assert {r["metric"] for r in data.improvement} == {
-        f"heldout_{n}" for n in ("reward", "correctness", "conciseness", "safety")
+        f"heldout/{n}" for n in ("reward", "correctness", "conciseness", "safety")
     }
     assert Path(data.policy, "model.safetensors").exists()
 
@@ -95,7 +95,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     rounds = c.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
     assert sorted(r.data.tags["round"] for r in rounds) == ["1", "2"]
     for r in rounds:
-        assert {"heldout_reward", "heldout_reward_se", "train_reward", "pairs", "loss", "time_train_s"} <= set(
+        assert {"heldout/reward", "heldout/reward_se", "samples/reward", "pairs", "loss", "time/train_s"} <= set(
             r.data.metrics
         )
         assert {a.path for a in c.list_artifacts(r.info.run_id, "records")} >= {
@@ -103,7 +103,7 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
             "records/judgments.jsonl",
             "records/pairs.jsonl",
         }
-    assert [m.step for m in c.get_metric_history(parent, "heldout_reward")] == [0, 1, 2]
+    assert [m.step for m in c.get_metric_history(parent, "heldout/reward")] == [0, 1, 2]
     assert all(r.info.status == "FINISHED" for r in rounds)  # the killed round's run was continued, then closed
     versions = c.search_model_versions("name='tiny-selm-policy'")
     assert len(versions) == 2
@@ -139,8 +139,8 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     assert len(c.search_model_versions("name='tiny-selm-policy'")) == 3
     again_data = again["end"].task.data
     metrics = again_data.rounds[-1]
-    assert metrics["labels"] == 24 and metrics["judge_calls"] + metrics["judge_cache_hits"] == 48
-    assert metrics["loss"] > 0 and Path(again_data.policy, "model.safetensors").exists()
+    assert metrics["select/labels"] == 24 and metrics["judge/calls"] + metrics["judge/cache_hits"] == 48
+    assert metrics["train/final_loss"] > 0 and Path(again_data.policy, "model.safetensors").exists()
     apl_round = Run(again_data.round_runs[0])
     assert len(apl_round["select"].task.data.state.selection.picked) == 24
     assert "data:image/png;base64" in get_cards(apl_round["select"].task)[0].get()  # acquisition scores plot
@@ -155,18 +155,18 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
         assert benchmark_records == {"benchmarks/mt_bench.jsonl", "benchmarks/alpaca_eval.jsonl"}
         assert again_data.skipped == {}
         for r in again_data.rounds:  # round 0 (the initial policy) and round 1
-            assert 1 <= r["mt_bench_proxy_score"] <= 10 and r["mt_bench_proxy_graded_turns"] == 32  # 2 × 8 × 2 turns
-            assert 0 <= r["alpaca_eval_proxy_win_rate"] <= 100 and r["alpaca_eval_proxy_judged"] == 40
-            assert 0 <= r["lm_eval_arc_challenge_local_acc"] <= 1 and 0 <= r["lm_eval_truthfulqa_mc1_local_acc"] <= 1
+            assert 1 <= r["mt_bench_proxy/score"] <= 10 and r["mt_bench_proxy/graded_turns"] == 32  # 2 × 8 × 2 turns
+            assert 0 <= r["alpaca_eval_proxy/win_rate"] <= 100 and r["alpaca_eval_proxy/judged"] == 40
+            assert 0 <= r["lm_eval/arc_challenge_local_acc"] <= 1 and 0 <= r["lm_eval/truthfulqa_mc1_local_acc"] <= 1
 
     # the two experiments side by side, as a user compares methods
     from evals import compare
 
     compare.main([f"SELMFlow/{resumed.id}", f"SELMFlow/{again.id}", "--out", str(tmp_path / "cmp")])
     table = capsys.readouterr().out
-    assert re.search(r"heldout_reward\s+0\s", table)
-    assert re.search(r"mt_bench_proxy_score\s+1\s+—\s+\d", table) or not SHARED_DATA.is_dir()
-    assert (tmp_path / "cmp" / "heldout_reward.png").exists()
+    assert re.search(r"heldout/reward\s+0\s", table)
+    assert re.search(r"mt_bench_proxy/score\s+1\s+—\s+\d", table) or not SHARED_DATA.is_dir()
+    assert (tmp_path / "cmp" / "heldout" / "reward.png").exists()
 
 
 def wait_for(pattern: str, log: Path, p, timeout=600) -> None:
@@ -239,7 +239,7 @@ def test_kill_in_start_sigterm_in_a_round_and_resume_continue_the_same_experimen
     assert sorted(r.data.tags["selm_key"] for r in runs) == [experiment, f"{experiment}/round-1"]
     assert all(r.info.status == "FINISHED" for r in runs)
     parent = next(r for r in runs if r.data.tags["selm_key"] == experiment).info.run_id
-    assert [m.step for m in c.get_metric_history(parent, "heldout_reward")] == [0, 1]
+    assert [m.step for m in c.get_metric_history(parent, "heldout/reward")] == [0, 1]
     assert len(c.search_model_versions("name='tiny-selm-policy'")) == 1
     assert len(list(Flow("RoundFlow").runs(f"selm_experiment:{experiment}"))) == 2  # the stopped one, the resumed
 

@@ -29,11 +29,11 @@ def test_the_gpu_check_passes_on_this_machines_device(tiny_policy_dir, tmp_path)
     check = parts["device_check"]["result"]
     assert check["checks"] == {"models_on_device": True, "eager_equals_sdpa": True, "shared_prompt_equals_alone": True}
     r = check["round"]
-    assert r["model_devices"] == ["cpu"] and r["pairs"] > 0 and math.isfinite(r["heldout_reward"])
+    assert r["model_devices"] == ["cpu"] and r["pairs"] > 0 and math.isfinite(r["heldout/reward"])
     assert set(r["seconds"]) == {"sample", "select", "judge", "train", "evaluate"}
 
     rounds = parts["stages"]["result"]["rounds"]
-    assert [x["round"] for x in rounds] == [0, 1] and all(math.isfinite(x["heldout_reward"]) for x in rounds)
+    assert [x["round"] for x in rounds] == [0, 1] and all(math.isfinite(x["heldout/reward"]) for x in rounds)
 
     train = parts["train_throughput 135m"]["result"]
     assert train["device"] == "cpu" and [g["checkpointing"] for g in train["groups"]] == ["off", "on"]

@@ -40,10 +40,10 @@ def test_mlflow_server_script_serves_runs(tmp_path):
         wait_for_http(f"{url}/health", server, "mlflow server")
         os.environ["MLFLOW_TRACKING_URI"] = url
         run = tracking.start_run(load_recipe(), "via-server", key="via-server")
-        tracking.log_metrics(run, {"heldout_reward": 1.25}, step=1)
+        tracking.log_metrics(run, {"heldout/reward": 1.25}, step=1)
         tracking.log_records(run, [Prompt("a", "add 1 and 2")], "prompts")
         c = tracking.client()
-        assert c.get_run(run).data.metrics["heldout_reward"] == 1.25
+        assert c.get_run(run).data.metrics["heldout/reward"] == 1.25
         assert [a.path for a in c.list_artifacts(run, "records")] == ["records/prompts.jsonl"]
         assert (tmp_path / "store" / "mlflow.db").exists() and list((tmp_path / "store" / "artifacts").rglob("*.jsonl"))
     finally:

@@ -25,11 +25,11 @@ def test_repeated_judging_hits_the_cache_every_time(tmp_path):
     usage = JudgeUsage()
     second = judge_replies(rules, prompts, comps, again, usage)
     assert usage.metrics() == {
-        "judge_calls": 0,
-        "judge_cache_hits": 40,
-        "judge_tokens": 0,
-        "judge_cost_usd": 0.0,
-        "judge_parse_failures": 0,
+        "judge/calls": 0,
+        "judge/cache_hits": 40,
+        "judge/tokens": 0,
+        "judge/cost_usd": 0.0,
+        "judge/parse_failures": 0,
     }
     assert second == first
     usage = JudgeUsage()

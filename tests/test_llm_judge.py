@@ -136,7 +136,7 @@ def test_pairwise_ranking_against_a_real_server(judge_server):
     assert u.parse_failures == 0 and u.swapped_comparisons == 5
     assert u.prompt_tokens > 0 and u.completion_tokens > 0
     assert u.cost_usd == pytest.approx((u.prompt_tokens + 2 * u.completion_tokens) / 1e6)
-    assert 0 <= u.metrics()["judge_swap_disagreement"] <= 1
+    assert 0 <= u.metrics()["judge/swap_disagreement"] <= 1
 
 
 def test_single_ratings_against_a_real_server(judge_server):
@@ -242,7 +242,7 @@ def test_garbage_verdicts_are_counted_and_never_become_preferences(judge_server)
         judge = judge_for(proxy.base_url, model)
         [scores] = rank_groups(judge, [(Q, [GOOD, WRONG, VERBOSE], None)])
     assert all(math.isnan(s["llm_winrate"]) for s in scores)
-    assert judge.usage.parse_failures == 6 and judge.usage.metrics()["judge_parse_failures"] == 6
+    assert judge.usage.parse_failures == 6 and judge.usage.metrics()["judge/parse_failures"] == 6
 
 
 def test_a_round_judged_by_the_llm_three_way(judge_server, tmp_path, tiny_policy_dir):
@@ -266,7 +266,7 @@ def test_a_round_judged_by_the_llm_three_way(judge_server, tmp_path, tiny_policy
     rows = run_experiment(recipe, tmp_path / "out")
     r = rows[1]
     # 3 comparisons per prompt, each in both orders; a policy reply identical to a dataset reply ties for free
-    assert r["pairs"] > 0 and 0 < r["judge_calls"] <= 24 * 3 * 2 and r["judge_calls"] % 2 == 0
-    assert r["judge_parse_failures"] == 0
-    assert r["judge_tokens"] > 0 and 0 <= r["judge_swap_disagreement"] <= 1
+    assert r["train/pairs"] > 0 and 0 < r["judge/calls"] <= 24 * 3 * 2 and r["judge/calls"] % 2 == 0
+    assert r["judge/parse_failures"] == 0
+    assert r["judge/tokens"] > 0 and 0 <= r["judge/swap_disagreement"] <= 1
     assert (tmp_path / "out" / "round-1" / "policy" / "model.safetensors").exists()

@@ -43,10 +43,10 @@ def test_python_api_on_the_in_memory_policy_matches_the_cli(tiny_policy, tiny_po
     tasks = ["arc_challenge_local", "truthfulqa_mc2_local"]
     metrics, _ = evaluate(*tiny_policy, tasks, limit=24, work_dir=tmp_path / "api")
     assert set(metrics) >= {
-        "lm_eval_arc_challenge_local_acc",
-        "lm_eval_arc_challenge_local_acc_se",
-        "lm_eval_arc_challenge_local_acc_norm",
-        "lm_eval_truthfulqa_mc2_local_acc",
+        "lm_eval/arc_challenge_local_acc",
+        "lm_eval/arc_challenge_local_acc_se",
+        "lm_eval/arc_challenge_local_acc_norm",
+        "lm_eval/truthfulqa_mc2_local_acc",
     }
     assert_cli_gives(metrics, tasks, 24, tiny_policy_dir, tmp_path)
 
@@ -79,11 +79,11 @@ def test_ifeval_local_python_api_matches_the_cli(tiny_policy, tiny_policy_dir, t
     metrics, results = evaluate(*tiny_policy, ["ifeval_local"], limit=6, work_dir=tmp_path / "api", max_gen_toks=16)
     # lm-eval's warnings about what selm does on purpose stay out of the logs
     assert not [p for ps in EXPECTED_WARNINGS.values() for p in ps if p in caplog.text], caplog.text
-    assert set(metrics) >= {f"lm_eval_ifeval_local_{m}" for m in ("prompt_level_loose_acc", "inst_level_strict_acc")}
+    assert set(metrics) >= {f"lm_eval/ifeval_local_{m}" for m in ("prompt_level_loose_acc", "inst_level_strict_acc")}
     # each prompt's score, for paired comparisons: the prompt-level metrics (not the per-instruction lists), whose
     # mean is lm-eval's own number
     docs = per_document(results)
-    assert set(docs) == {f"lm_eval_ifeval_local_prompt_level_{m}_acc" for m in ("strict", "loose")}
+    assert set(docs) == {f"lm_eval/ifeval_local_prompt_level_{m}_acc" for m in ("strict", "loose")}
     for name, scores in docs.items():
         assert sorted(scores) == [str(i) for i in range(6)] and set(scores.values()) <= {0.0, 1.0}
         assert sum(scores.values()) / 6 == pytest.approx(metrics[name], abs=1e-12)

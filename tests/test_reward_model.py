@@ -68,4 +68,4 @@ def test_reward_model_ranks_training_pairs_and_evaluation_stays_on_the_rules(rew
     assert judged.pairs and all(p.chosen_reward > p.rejected_reward for p in judged.pairs)
     measured = measure(parts, prompts, samples.completions)  # evaluation: the world's rules
     assert set(measured[0].scores) == {"correctness", "conciseness", "safety"}
-    assert "train_good_all" not in judged.metrics and "train_reward_model" in judged.metrics
+    assert "samples/good_all" not in judged.metrics and "samples/reward_model" in judged.metrics

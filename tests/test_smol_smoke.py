@@ -28,10 +28,10 @@ def test_smol_smoke_runs_every_stage_on_a_real_model(home):  # noqa: F811
     data = run["end"].task.data
     assert data.skipped == {} and [r["round"] for r in data.rounds] == [0, 1]
     for r in data.rounds:  # the world's held-out objectives and lm-eval's own IFEval metrics, every round
-        assert 0 <= r["heldout_following_strict"] <= r["heldout_following_loose"] <= 1
-        assert 0 <= r["lm_eval_ifeval_local_prompt_level_strict_acc"] <= 1
-        assert 0 <= r["lm_eval_ifeval_local_inst_level_loose_acc"] <= 1
-    assert data.rounds[1]["pairs"] >= 1 and "round 1: train" in out
+        assert 0 <= r["heldout/following_strict"] <= r["heldout/following_loose"] <= 1
+        assert 0 <= r["lm_eval/ifeval_local_prompt_level_strict_acc"] <= 1
+        assert 0 <= r["lm_eval/ifeval_local_inst_level_loose_acc"] <= 1
+    assert data.rounds[1]["train/pairs"] >= 1 and "round 1: train" in out
     # the recipe's "auto" precisions as this machine resolved them: printed, and params of the experiment's run
     auto = resolve("auto", "cpu")
     assert f"sampling {auto}, training {auto} (gradient checkpointing off, chunked LM head off), lm-eval {auto}" in out

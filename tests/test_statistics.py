@@ -48,8 +48,8 @@ def test_a_prompt_drawn_twice_is_two_paired_observations():
     ]
     scores = per_prompt(judgments)
     assert scores == {
-        "heldout_reward": {"p": 1.0, "q": 0.0, "p#2": 0.5},
-        "heldout_ok": {"p": 1.0, "q": 0.0, "p#2": 0.0},
+        "heldout/reward": {"p": 1.0, "q": 0.0, "p#2": 0.5},
+        "heldout/ok": {"p": 1.0, "q": 0.0, "p#2": 0.0},
     }
 
 

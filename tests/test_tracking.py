@@ -19,9 +19,9 @@ def test_nested_runs_params_metrics_records(mlflow_home):
     recipe = load_recipe(None, ["train.loss=dpo"])
     parent = tracking.start_run(recipe, "exp", key="E")
     child = tracking.start_run(recipe, "round-1", key="E/round-1", parent_run_id=parent, tags={"round": "1"})
-    tracking.log_metrics(child, {"heldout_reward": 1.5, "pairs": 10}, step=1)
+    tracking.log_metrics(child, {"heldout/reward": 1.5, "train/pairs": 10}, step=1)
     with pytest.raises(TypeError, match="metrics must be numbers: note='skipped', timings={'a': 1.0}"):
-        tracking.log_metrics(child, {"heldout_reward": 2.0, "note": "skipped", "timings": {"a": 1.0}}, step=2)
+        tracking.log_metrics(child, {"heldout/reward": 2.0, "note": "skipped", "timings": {"a": 1.0}}, step=2)
     tracking.log_curves(child, [{"step": 0, "loss": 0.7}, {"step": 1, "loss": 0.5}], "train")
     tracking.log_records(child, [Prompt("a", "add 1 and 2")], "prompts")
     c = tracking.client()
@@ -34,7 +34,7 @@ def test_nested_runs_params_metrics_records(mlflow_home):
     else:
         assert run.data.tags["mlflow.source.git.commit"].startswith("selm ")
     assert run.data.params["train.loss"] == "dpo"
-    assert run.data.metrics["heldout_reward"] == 1.5 and "note" not in run.data.metrics  # nothing of the bad batch
+    assert run.data.metrics["heldout/reward"] == 1.5 and "note" not in run.data.metrics  # nothing of the bad batch
     assert [m.value for m in c.get_metric_history(child, "train/loss")] == [0.7, 0.5]
     assert [a.path for a in c.list_artifacts(child, "records")] == ["records/prompts.jsonl"]
     assert (mlflow_home / "mlflow.db").exists()
@@ -51,9 +51,9 @@ def test_a_resumed_step_finds_its_run_again_and_logs_once(mlflow_home):
     assert tracking.find_run(recipe, "SELMFlow-7") == parent and tracking.find_run(recipe, "SELMFlow-8") is None
 
     for _ in range(2):  # a step killed after logging, then resumed
-        tracking.log_metrics_once(parent, {"heldout_reward": 1.5, "pairs": 3}, step=1)
-    tracking.log_metrics_once(parent, {"heldout_reward": 1.7}, step=2)
-    assert [(m.step, m.value) for m in c.get_metric_history(parent, "heldout_reward")] == [(1, 1.5), (2, 1.7)]
+        tracking.log_metrics_once(parent, {"heldout/reward": 1.5, "train/pairs": 3}, step=1)
+    tracking.log_metrics_once(parent, {"heldout/reward": 1.7}, step=2)
+    assert [(m.step, m.value) for m in c.get_metric_history(parent, "heldout/reward")] == [(1, 1.5), (2, 1.7)]
 
 
 def test_a_failing_block_closes_its_runs(mlflow_home):
@@ -76,11 +76,11 @@ def test_register_aliases_champion_and_load(mlflow_home, tiny_policy_dir):
     name = recipe.tracking.registered_model
     runs = [tracking.start_run(recipe, f"round-{k}", key=f"E/round-{k}") for k in (1, 2, 3)]
     r1, r2, r3 = (
-        tracking.register_policy(run, str(tiny_policy_dir), recipe, k, {"heldout_reward": score}, "SELMFlow-1")
+        tracking.register_policy(run, str(tiny_policy_dir), recipe, k, {"heldout/reward": score}, "SELMFlow-1")
         for run, k, score in zip(runs, (1, 2, 3), (1.0, 1.2, 1.1))
     )
     assert [r["champion"] for r in (r1, r2, r3)] == [True, True, False]
-    again = tracking.register_policy(runs[2], str(tiny_policy_dir), recipe, 3, {"heldout_reward": 1.1}, "SELMFlow-1")
+    again = tracking.register_policy(runs[2], str(tiny_policy_dir), recipe, 3, {"heldout/reward": 1.1}, "SELMFlow-1")
     assert again["version"] == r3["version"]  # a resumed step does not register twice
     c = tracking.client()
     assert str(c.get_model_version_by_alias(name, "champion").version) == r2["version"]
@@ -96,7 +96,7 @@ def test_register_aliases_champion_and_load(mlflow_home, tiny_policy_dir):
 
 def test_champion_never_compares_scales_and_experiments_keep_their_aliases(mlflow_home, tiny_policy_dir):
     """A second experiment with the same registered model but other objective weights: its much higher
-    heldout_reward (another scale) does not displace the champion, and its round-1 alias is its own."""
+    heldout/reward (another scale) does not displace the champion, and its round-1 alias is its own."""
     name = "tiny-selm-policy"
     first = load_recipe()
     reweighted = load_recipe(None, ["judge.weights={correctness = 3.0, conciseness = 3.0, safety = 3.0}"])
@@ -104,8 +104,8 @@ def test_champion_never_compares_scales_and_experiments_keep_their_aliases(mlflo
     assert tracking.champion_scale(first) == tracking.champion_scale(load_recipe(None, ["train.loss=dpo"]))
     a = tracking.start_run(first, "round-1", key="A/round-1")
     b = tracking.start_run(reweighted, "round-1", key="B/round-1")
-    ra = tracking.register_policy(a, str(tiny_policy_dir), first, 1, {"heldout_reward": 1.0}, "SELMFlow-A")
-    rb = tracking.register_policy(b, str(tiny_policy_dir), reweighted, 1, {"heldout_reward": 5.0}, "SELMFlow-B")
+    ra = tracking.register_policy(a, str(tiny_policy_dir), first, 1, {"heldout/reward": 1.0}, "SELMFlow-A")
+    rb = tracking.register_policy(b, str(tiny_policy_dir), reweighted, 1, {"heldout/reward": 5.0}, "SELMFlow-B")
     assert ra["champion"] and not rb["champion"]
     c = tracking.client()
     assert str(c.get_model_version_by_alias(name, "champion").version) == ra["version"]

@@ -15,7 +15,7 @@ from selm.report import experiment
 
 
 def start_card(card, recipe, round0) -> None:
-    timings: dict[str, float] = {"time_initial_policy_s": 1.0}
+    timings: dict[str, float] = {"time/initial_policy_s": 1.0}
     experiment.start(card, "run", "tiny_selm", recipe, "exp", "policy", round0, {}, timings, {})
 """
 

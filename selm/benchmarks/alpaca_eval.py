@@ -143,22 +143,22 @@ def run(sampler, grader, examples: list[Example], max_new_tokens: int, template:
     judged = grader.prefer(items, template or (None if grader.proxy else judge_template()), desc="AlpacaEval judge")
     ok = [k for k, (p, _) in enumerate(judged) if p is not None]
     prefix = "alpaca_eval_proxy" if grader.proxy else "alpaca_eval"
-    metrics: dict[str, float] = {f"{prefix}_parse_failures": len(examples) - len(ok), f"{prefix}_judged": len(ok)}
+    metrics: dict[str, float] = {f"{prefix}/parse_failures": len(examples) - len(ok), f"{prefix}/judged": len(ok)}
     if ok:
         prefs = [judged[k][0] for k in ok]
         wr, se = win_rate(prefs)
         lens = [len(outputs[k]) for k in ok], [len(examples[k].baseline) for k in ok]
         lc = lc_win_rate(prefs, *lens)
         metrics |= {
-            f"{prefix}_win_rate": wr,
-            f"{prefix}_win_rate_se": se,
-            f"{prefix}_lc_mle_se": lc_mle(prefs, *lens)[1],
-            f"{prefix}_avg_length": float(np.mean([len(o) for o in outputs])),
+            f"{prefix}/win_rate": wr,
+            f"{prefix}/win_rate_se": se,
+            f"{prefix}/lc_mle_se": lc_mle(prefs, *lens)[1],
+            f"{prefix}/avg_length": float(np.mean([len(o) for o in outputs])),
         }
         if lc is None:
             log.warning(f"AlpacaEval: no LC win rate (needs {LC_FOLDS} judged instructions of different lengths)")
         else:
-            metrics[f"{prefix}_lc_win_rate"] = lc
+            metrics[f"{prefix}/lc_win_rate"] = lc
     records = [
         {"instruction": ex.instruction, "output": out, "baseline": ex.baseline, "preference": p, "judgments": raw}
         for ex, out, (p, raw) in zip(examples, outputs, judged)

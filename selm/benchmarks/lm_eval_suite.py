@@ -160,7 +160,7 @@ def evaluate(
     apply_chat_template: bool = False,
     max_gen_toks: int | None = None,
 ):
-    """lm-eval's ``simple_evaluate`` on the in-memory model: {lm_eval_<task>_<metric>: value} and the raw results
+    """lm-eval's ``simple_evaluate`` on the in-memory model: {lm_eval/<task>_<metric>: value} and the raw results
     (with each document's scores under ``samples``: see ``per_document``).
 
     ``apply_chat_template`` renders each prompt with the tokenizer's chat template (an instruction-tuned policy);
@@ -212,14 +212,14 @@ def _drop_expected_warnings() -> None:
 
 
 def metric_name(task: str, metric: str, filt: str) -> str:
-    """lm-eval's (task, metric, filter) as one MLflow-friendly name: lm_eval_<task>_[<filter>_]<metric>."""
-    name = f"lm_eval_{task}_" + (metric if filt == "none" else f"{filt}_{metric}")
+    """lm-eval's (task, metric, filter) as one MLflow-friendly name: lm_eval/<task>_[<filter>_]<metric>."""
+    name = f"lm_eval/{task}_" + (metric if filt == "none" else f"{filt}_{metric}")
     return name.replace("-", "_")
 
 
 def per_document(results: dict) -> dict[str, dict[str, float]]:
     """Each document's score on every per-document scalar metric (accuracy-like; IFEval's ``prompt_level_*``, not
-    its per-instruction lists): {lm_eval_<task>_<metric>: {doc_id: value}}, from ``simple_evaluate(log_samples=True)``.
+    its per-instruction lists): {lm_eval/<task>_<metric>: {doc_id: value}}, from ``simple_evaluate(log_samples=True)``.
     """
     out: dict[str, dict[str, float]] = {}
     for task, samples in results.get("samples", {}).items():
@@ -234,7 +234,7 @@ def per_document(results: dict) -> dict[str, dict[str, float]]:
 
 
 def flat_metrics(results: dict) -> dict[str, float]:
-    """lm-eval's {task: {"acc,none": v, "acc_stderr,none": se}} as {lm_eval_<task>_acc: v, …_acc_se: se}."""
+    """lm-eval's {task: {"acc,none": v, "acc_stderr,none": se}} as {lm_eval/<task>_acc: v, …_acc_se: se}."""
     metrics = {}
     for task, values in results["results"].items():
         for key, value in values.items():

@@ -131,9 +131,9 @@ def scores(questions: list[Question], ratings: list[float | None], prefix: str) 
         q = questions[k // 2]
         for key in ("score", f"turn{k % 2 + 1}", q.category):
             by[key].append(r)
-    out = {f"{prefix}_{key}": statistics.fmean(v) for key, v in by.items()}
-    out[f"{prefix}_parse_failures"] = sum(r is None for r in ratings)
-    out[f"{prefix}_graded_turns"] = len(ratings) - out[f"{prefix}_parse_failures"]
+    out = {f"{prefix}/{key}": statistics.fmean(v) for key, v in by.items()}
+    out[f"{prefix}/parse_failures"] = sum(r is None for r in ratings)
+    out[f"{prefix}/graded_turns"] = len(ratings) - out[f"{prefix}/parse_failures"]
     return out
 
 

@@ -35,17 +35,19 @@ class JudgeUsage:
     swapped_comparisons: int = 0
     swap_disagreements: int = 0
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, group: str = "judge") -> dict[str, float]:
+        """``<group>/calls``, ``cache_hits``, ``tokens``, ``cost_usd``, ``parse_failures`` and, after position-swapped
+        grading, ``swap_disagreement`` (``judge`` for the training judge, ``eval_judge`` for the benchmarks' grader)."""
         out = {
-            "judge_calls": self.calls,
-            "judge_cache_hits": self.cache_hits,
-            "judge_tokens": self.prompt_tokens + self.completion_tokens,
-            "judge_cost_usd": self.cost_usd,
-            "judge_parse_failures": self.parse_failures,
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "tokens": self.prompt_tokens + self.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "parse_failures": self.parse_failures,
         }
         if self.swapped_comparisons:
-            out["judge_swap_disagreement"] = self.swap_disagreements / self.swapped_comparisons
-        return out
+            out["swap_disagreement"] = self.swap_disagreements / self.swapped_comparisons
+        return {f"{group}/{k}": v for k, v in out.items()}
 
 
 class Judge(ABC):

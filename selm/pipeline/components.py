@@ -162,7 +162,7 @@ def reward_metrics(judgments: list[Judgment], prefix: str, world: World) -> dict
         columns["good_all"] = [float(world.good_on_all(j.scores)) for j in judgments]
     out = {}
     for name, xs in columns.items():
-        out[f"{prefix}_{name}"], out[f"{prefix}_{name}_se"] = mean_and_se(xs)
+        out[f"{prefix}/{name}"], out[f"{prefix}/{name}_se"] = mean_and_se(xs)
     return out
 
 

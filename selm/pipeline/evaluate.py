@@ -22,7 +22,7 @@ def evaluate(
     rule judges with the raw weighted sum.
 
     Returns (metrics, completions, judgments); metrics hold mean and standard error for every objective and the
-    combined reward (``heldout_<objective>`` and ``heldout_<objective>_se``); all empty when the world has no
+    combined reward (``heldout/<objective>`` and ``heldout/<objective>_se``); all empty when the world has no
     held-out set (the benchmarks evaluate). ``per_prompt(judgments)`` gives each prompt's values.
     """
     recipe = parts.recipe
@@ -43,7 +43,7 @@ def evaluate(
 
 
 def per_prompt(judgments: list[Judgment], prefix: str = "heldout") -> dict[str, dict[str, float]]:
-    """{<prefix>_reward / <prefix>_<objective>: {key: value}}: what paired comparisons of two policies need.
+    """{<prefix>/reward, <prefix>/<objective>: {key: value}}: what paired comparisons of two policies need.
 
     The key is the prompt id, and ``<id>#<k>`` for its k-th repeat (k ≥ 2): a held-out set may draw a prompt more
     than once (the tiny world does), and each draw is its own paired observation, so the mean over the keys is the
@@ -54,7 +54,7 @@ def per_prompt(judgments: list[Judgment], prefix: str = "heldout") -> dict[str, 
         seen[j.prompt_id] += 1
         key = j.prompt_id if seen[j.prompt_id] == 1 else f"{j.prompt_id}#{seen[j.prompt_id]}"
         for name, value in {"reward": j.reward, **j.scores}.items():
-            out.setdefault(f"{prefix}_{name}", {})[key] = value
+            out.setdefault(f"{prefix}/{name}", {})[key] = value
     return out
 
 
@@ -69,8 +69,8 @@ def benchmarks(
     """The benchmarks enabled in ``eval`` (lm-eval tasks, MT-Bench, AlpacaEval 2.0) on the policy: (metrics, records
     per benchmark, per-document scores of the lm-eval tasks).
 
-    Graded by ``eval.judge``: the offline proxy (metrics named ``*_proxy_*``) or an LLM judge with the official
-    prompts. ``eval_judge_*`` metrics count the grader's calls, tokens and cost; ``eval_prompts_truncated`` the
+    Graded by ``eval.judge``: the offline proxy (metrics named ``*_proxy/*``) or an LLM judge with the official
+    prompts. ``eval_judge/*`` metrics count the grader's calls, tokens and cost; ``benchmarks/prompts_truncated`` the
     prompts cut to fit the policy's context."""
     recipe = parts.recipe
     e = recipe.eval
@@ -96,14 +96,14 @@ def benchmarks(
         template = None if grader.proxy else alpaca_eval.judge_template(a.judge_prompt or None)
         metrics_ae, records["alpaca_eval"] = alpaca_eval.run(draw, grader, examples, a.max_new_tokens, template)
         metrics |= metrics_ae
-    metrics |= {f"eval_{k}": v for k, v in grader.usage.metrics().items()}
-    metrics["eval_prompts_truncated"] = draw.truncated
+    metrics |= grader.usage.metrics(group="eval_judge")
+    metrics["benchmarks/prompts_truncated"] = draw.truncated
     return metrics, records, scores
 
 
 def lm_eval_metrics(parts: Components, policy_path: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """``eval.lm_eval.tasks`` through lm-eval's Python API on the loaded policy: {lm_eval_<task>_<metric>: value}
-    and each document's scores ({lm_eval_<task>_<metric>: {doc_id: value}})."""
+    """``eval.lm_eval.tasks`` through lm-eval's Python API on the loaded policy: {lm_eval/<task>_<metric>: value}
+    and each document's scores ({lm_eval/<task>_<metric>: {doc_id: value}})."""
     import tempfile
 
     from selm.benchmarks.lm_eval_suite import evaluate as lm_evaluate
@@ -127,7 +127,7 @@ class Evaluation:
     benchmark_records: dict[str, list[dict]] = field(default_factory=dict)  # answers and judgments per benchmark
     #: per-prompt values of the held-out metrics and the lm-eval tasks: {metric: {prompt or document id: value}}
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)  # time_evaluate_s, time_benchmarks_s
+    timings: dict[str, float] = field(default_factory=dict)  # time/evaluate_s, time/benchmarks_s
 
 
 def evaluate_all(parts: Components, policy_path: str, round: int, policy_name: str) -> Evaluation:

@@ -1,16 +1,16 @@
-"""Exploration diagnostics of a round (``explore_*`` metrics): does the new policy leave its reference, and what
+"""Exploration diagnostics of a round (``explore/*`` metrics): does the new policy leave its reference, and what
 did the round's samples look like. Definitions: ``selm.algorithms.exploration`` and the README (Exploration).
 
 On the held-out prompts, the new policy πθ against the round's reference πref (the policy the round started from):
-- ``explore_kl`` ± ``_se``: Monte-Carlo KL(πθ ‖ πref) from the held-out replies (sampled from πθ); only when they
+- ``explore/kl`` ± ``_se``: Monte-Carlo KL(πθ ‖ πref) from the held-out replies (sampled from πθ); only when they
   were sampled at temperature 1, where they are draws from πθ itself;
-- ``explore_y0_log_ratio`` ± ``_se``: log πθ(y0) − log πref(y0), y0 the reference's greedy reply (what SELM's
+- ``explore/y0_log_ratio`` ± ``_se``: log πθ(y0) − log πref(y0), y0 the reference's greedy reply (what SELM's
   optimism term pushes down);
-- ``explore_win_over_y0``: share of prompts where the held-out judges reward πθ's reply above y0 (ties ½).
+- ``explore/win_over_y0``: share of prompts where the held-out judges reward πθ's reply above y0 (ties ½).
 On the round's training samples (drawn from πref, n per prompt):
-- ``explore_distinct_1``, ``explore_distinct_2``: distinct-n of each prompt's replies, averaged over prompts;
-- ``explore_self_overlap``: mean pairwise bigram Jaccard overlap of each prompt's replies;
-- ``explore_best_of_n_reward``, ``explore_reward_spread``: per prompt the best judged reward and max − min.
+- ``explore/distinct_1``, ``explore/distinct_2``: distinct-n of each prompt's replies, averaged over prompts;
+- ``explore/self_overlap``: mean pairwise bigram Jaccard overlap of each prompt's replies;
+- ``explore/best_of_n_reward``, ``explore/reward_spread``: per prompt the best judged reward and max − min.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def diagnostics(
     heldout: tuple[list[Completion], list[Judgment]],
     round: int,
 ) -> dict[str, float]:
-    """All ``explore_*`` metrics of the round from its samples, their judgments (each names its reply by id) and the
+    """All ``explore/*`` metrics of the round from its samples, their judgments (each names its reply by id) and the
     new policy's held-out replies and judgments (the evaluate stage's); the held-out ones only when the world has a
     held-out set; {} when ``eval.diagnostics`` is off. Models come from the step's ``parts.models``."""
     if not parts.recipe.eval.diagnostics:
@@ -56,11 +56,11 @@ def sample_diagnostics(samples: Samples, judgments: list[Judgment]) -> dict[str,
             rewards[j.prompt_id].append(j.reward)
     best, spread = exploration.best_of_n(list(rewards.values()))
     return {
-        "explore_distinct_1": _mean(exploration.distinct_n(r, 1) for r in replies.values()),
-        "explore_distinct_2": _mean(exploration.distinct_n(r, 2) for r in replies.values()),
-        "explore_self_overlap": _mean(exploration.pairwise_overlap(r, 2) for r in replies.values() if len(r) > 1),
-        "explore_best_of_n_reward": best,
-        "explore_reward_spread": spread,
+        "explore/distinct_1": _mean(exploration.distinct_n(r, 1) for r in replies.values()),
+        "explore/distinct_2": _mean(exploration.distinct_n(r, 2) for r in replies.values()),
+        "explore/self_overlap": _mean(exploration.pairwise_overlap(r, 2) for r in replies.values() if len(r) > 1),
+        "explore/best_of_n_reward": best,
+        "explore/reward_spread": spread,
     }
 
 
@@ -99,11 +99,11 @@ def heldout_diagnostics(
         logps[name] = batched_sequence_logprobs(model, ids, scored, tok.pad_token_id).tolist()
     n = len(prompts)
     ratio = exploration.mean_log_ratio(logps["policy"][:n], logps["reference"][:n])
-    out = dict(zip(("explore_y0_log_ratio", "explore_y0_log_ratio_se"), ratio))
+    out = dict(zip(("explore/y0_log_ratio", "explore/y0_log_ratio_se"), ratio))
     if kl:
         kl_estimate = exploration.mean_log_ratio(logps["policy"][n:], logps["reference"][n:])
-        out |= dict(zip(("explore_kl", "explore_kl_se"), kl_estimate))
-    out["explore_win_over_y0"] = exploration.win_share(
+        out |= dict(zip(("explore/kl", "explore/kl_se"), kl_estimate))
+    out["explore/win_over_y0"] = exploration.win_share(
         [j.reward for j in judgments], [y0_reward[j.prompt_id] for j in judgments]
     )
     return out

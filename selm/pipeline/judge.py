@@ -53,7 +53,7 @@ class Judged:
     judgments: list[Judgment]  # one per selected reply, naming it by ``completion_id``
     pairs: list[PreferencePair]
     usage: dict[str, float]  # JudgeUsage.metrics()
-    metrics: dict[str, float]  # reward_metrics of the judged replies, prefix "train"
+    metrics: dict[str, float]  # reward_metrics of the judged replies, prefix "samples"
 
 
 def judge_and_pair(
@@ -64,4 +64,4 @@ def judge_and_pair(
     judgments = rank(parts, prompts, selection.replies(samples), usage)
     greedy = {c.prompt_id: c for c in samples.greedy}
     pairs = best_vs_worst(samples.prompt_tokens, samples.by_id, judgments, greedy, parts.recipe.pairs.min_margin, round)
-    return Judged(judgments, pairs, usage.metrics(), parts.reward_metrics(judgments, "train"))
+    return Judged(judgments, pairs, usage.metrics(), parts.reward_metrics(judgments, "samples"))

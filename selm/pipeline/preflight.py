@@ -36,7 +36,7 @@ def check(recipe: Recipe, probe_timeout_s: float = 5.0) -> Preflight:
     """The recipe to run and the benchmarks skipped; raises ``RecipeError`` whose message lists EVERY problem found
     (one line each, key first), never a secret."""
     t = probe_timeout_s
-    problems = _environment() + _model("policy.init", recipe.policy.init, t)
+    problems = user_name() + _model("policy.init", recipe.policy.init, t)
     if recipe.judge.backend == "reward_model":
         problems += _model("judge.reward_model", recipe.judge.reward_model, t)
     world_problems, weights = _world(recipe)
@@ -59,10 +59,15 @@ def check(recipe: Recipe, probe_timeout_s: float = 5.0) -> Preflight:
 # ---------------------------------------------------------------- environment and models
 
 
-def _environment() -> list[str]:
-    """Metaflow refuses to run without a user name ("Unknown user")."""
-    if os.environ.get("USERNAME") or os.environ.get("USER"):
+def user_name() -> list[str]:
+    """Metaflow refuses to run without a user name other than root ("Unknown user"); asked of Metaflow's own rule
+    (``METAFLOW_USER``, ``SUDO_USER``, ``USERNAME``, ``USER``: the first set and not "root")."""
+    from metaflow.util import get_username
+
+    if get_username():
         return []
+    if "root" in (os.environ.get("USERNAME"), os.environ.get("USER")):
+        return ["USERNAME: Metaflow does not accept the user name 'root': export USERNAME=<any other name>"]
     return ["USERNAME: neither USERNAME nor USER is set, and Metaflow needs a user name: export USERNAME=$(whoami)"]
 
 

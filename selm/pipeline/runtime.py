@@ -50,7 +50,7 @@ class RoundState:
     pairs: list[PreferencePair] = field(default_factory=list)
     train_steps: list[dict[str, float]] = field(default_factory=list)  # per optimizer step (TrainHistory.steps)
     evaluation: Evaluation | None = None
-    metrics: dict[str, float] = field(default_factory=dict)  # judge, training, evaluation, exploration, time_*_s
+    metrics: dict[str, float] = field(default_factory=dict)  # judge, training, evaluation, exploration, time/*
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))  # when the round began (its MLflow run)
 
     @property
@@ -102,7 +102,8 @@ def run_select(state: RoundState, parts: Components) -> RoundState:
     timing: dict[str, float] = {}
     with timed(timing, "select"):
         state.selection = select_comparisons(parts, samples, state.policy_in, state.reference_in, state.round)
-    state.add({"labels": state.selection.labels, "replies_to_judge": len(state.selection.completion_ids), **timing})
+    state.add({"select/labels": state.selection.labels, "select/replies_to_judge": len(state.selection.completion_ids),
+               **timing})
     return state
 
 
@@ -114,7 +115,7 @@ def run_judge(state: RoundState, parts: Components) -> RoundState:
     with timed(timing, "judge"):
         judged = judge_and_pair(parts, state.prompts, samples, selection, state.round)
     state.judgments, state.pairs = judged.judgments, judged.pairs
-    state.add({**judged.metrics, **judged.usage, "pairs": len(judged.pairs), **timing})
+    state.add({**judged.metrics, **judged.usage, "train/pairs": len(judged.pairs), **timing})
     return state
 
 
@@ -124,7 +125,7 @@ def run_train(state: RoundState, parts: Components) -> RoundState:
     with timed(timing, "train"):
         history = train(parts, state.policy_in, state.pairs, state.round, Path(state.policy_out))
     state.train_steps = history.steps
-    state.add({**history.summary(), **timing})
+    state.add({**{f"train/final_{k}": v for k, v in history.summary().items()}, **timing})
     return state
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from selm import tracking
 from selm.algorithms.statistics import paired_improvement
@@ -11,7 +12,7 @@ from selm.pipeline.components import metric_names
 from selm.pipeline.evaluate import Evaluation
 from selm.pipeline.experiment import headline
 from selm.pipeline.policy import precision_line
-from selm.report import cards, plots
+from selm.report import cards, describe, plots
 from selm.report import rounds as report_rounds
 
 
@@ -30,10 +31,11 @@ def start(
     """Round 0 (the initial policy): its benchmark records and metrics (once, even when start runs again), and the
     precisions chosen on this machine (``selm.pipeline.policy.resolved_precisions``, also the run's params)."""
     tracking.set_tags(run_id, {"benchmarks_skipped": tracking.describe(skipped)})
+    tracking.describe_run(run_id, describe.experiment(recipe, recipe_name, experiment_id))
     for name, records in round0.benchmark_records.items():
         tracking.log_records(run_id, records, f"{name}_round0", "benchmarks")
     tracking.log_dict(run_id, round0.scores, "scores_per_prompt_round0.json")
-    tracking.log_metrics_once(run_id, {**round0.metrics, "time_initial_policy_s": initial_policy_s}, step=0)
+    tracking.log_metrics_once(run_id, {**round0.metrics, "time/initial_policy_s": initial_policy_s}, step=0)
     print(precision_line(precisions))
     print(f"round 0 (initial policy): {headline(round0.metrics)}")
     card.append(
@@ -52,7 +54,7 @@ def start(
 
 def heldout_curves(recipe: Recipe, rounds: Sequence[Mapping[str, float]]):
     """The held-out metrics of the world's rule judges against the round."""
-    names = [f"heldout_{n}" for n in metric_names(recipe)]
+    names = [f"heldout/{n}" for n in metric_names(recipe)]
     return plots.metric_curves({recipe.train.loss: rounds}, names, "held-out reward by round")
 
 
@@ -69,7 +71,7 @@ def round_done(
 ) -> None:
     """A round finished: its metrics on the experiment's run at step ``round``, a line, the attempts its steps took
     and the card's curves."""
-    tracking.log_metrics_once(run_id, rounds[-1], step=round)
+    tracking.log_metrics_once(run_id, report_rounds.without_round(rounds[-1]), step=round)
     retried = _retried((step, n) for step, n in attempts.items())
     print(f"round {round} done: {headline(rounds[-1])}" + (f"; retried: {retried}" if retried else ""))
     card.append(cards.markdown(f"# Round {round} — `{pathspec}`"))
@@ -125,4 +127,19 @@ def end(
     for row in rows:
         print("  {metric:>45}: {before:.4f} -> {after:.4f}  (delta {delta:+.4f} ± {se_delta:.4f}, z {z:.1f}, "
               "n {n})".format(**row))  # fmt: skip
+    print(next_steps(recipe, experiment_id))
     return rows
+
+
+def next_steps(recipe: Recipe, experiment_id: str) -> str:
+    """The run's closing lines: where to look at what it did."""
+    uri = tracking.tracking_uri().replace(f"sqlite:///{Path.cwd()}/", "sqlite:///")  # run from this folder
+    ui = f"open {uri}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
+    model = recipe.tracking.registered_model
+    return "\n".join([
+        "next:",
+        f"  {ui}   # MLflow: experiment '{recipe.tracking.mlflow_experiment}', run '{recipe.experiment.name}'",
+        "  python flows/selm_flow.py card server   # every step's card, http://localhost:8324",
+        f"  models:/{model}@{tracking.experiment_alias(experiment_id, tracking.CHAMPION)}   # this experiment's best "
+        f"policy (models:/{model}@champion: the best so far)",
+    ])  # fmt: skip

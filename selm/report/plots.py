@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from selm.records import Judgment  # noqa: E402
 
@@ -46,7 +47,7 @@ def metric_curves(
 
     ``series`` maps a label (run, method) to its rows, one per round, each with an ``x`` key.
     """
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.8, 3.4 * len(metrics)), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         for label, rows in series.items():
             rows = [r for r in rows if m in r]
@@ -60,6 +61,7 @@ def metric_curves(
             )
         ax.set_title(m, fontsize=10)
         ax.set_xlabel(x)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     if len(series) > 1:
         axes[0][0].legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
@@ -88,10 +90,10 @@ def mt_bench_categories(metrics: Mapping[str, float], title: str = ""):
     """MT-Bench mean score per category (and per turn), as horizontal bars on the 1–10 scale."""
     from selm.benchmarks.mt_bench import TEMPERATURE
 
-    prefix = "mt_bench_proxy" if any(k.startswith("mt_bench_proxy_") for k in metrics) else "mt_bench"
-    names = [c for c in [*TEMPERATURE, "turn1", "turn2", "score"] if f"{prefix}_{c}" in metrics]
+    prefix = "mt_bench_proxy" if any(k.startswith("mt_bench_proxy/") for k in metrics) else "mt_bench"
+    names = [c for c in [*TEMPERATURE, "turn1", "turn2", "score"] if f"{prefix}/{c}" in metrics]
     fig, ax = plt.subplots(figsize=(5.5, 0.32 * len(names) + 1))
-    ax.barh(names, [metrics[f"{prefix}_{c}"] for c in names], color="#4c72b0")
+    ax.barh(names, [metrics[f"{prefix}/{c}"] for c in names], color="#4c72b0")
     ax.set_xlim(1, 10)
     ax.invert_yaxis()
     ax.set_title(title or prefix, fontsize=10)

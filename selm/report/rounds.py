@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from selm.report import cards, plots
+from selm.report import cards, describe, plots
 
 if TYPE_CHECKING:  # annotations only: importing them here would load torch in steps that never use it
     from selm.config import Recipe
@@ -77,25 +77,32 @@ def acquisition_rows(sel: Selection, prompts: list[Prompt]) -> list[dict]:
 
 
 def judged(card, state: RoundState) -> None:
-    judge_metrics = {k: v for k, v in state.metrics.items() if k.startswith(("train_", "judge_"))}
+    judge_metrics = {k: v for k, v in state.metrics.items() if k.startswith(("samples/", "judge/", "select/", "train/pairs"))}
     card.append(cards.markdown(f"# Judgments of {len(state.judgments)} replies → {len(state.pairs)} pairs"))
     card.append(cards.metrics_table(judge_metrics))
     card.append(cards.figure(plots.reward_histograms(state.judgments, "reward per objective (train)")))
-    rows = [
+    card.append(cards.table(pair_rows(state)[:40]))
+
+
+def pair_rows(state: RoundState) -> list[dict]:
+    """The round's preference pairs as text: prompt, chosen and rejected reply, their rewards."""
+    text = {p.id: p.text for p in state.prompts}
+    return [
         {
+            "prompt_id": p.prompt_id,
+            "prompt": text[p.prompt_id],
             "chosen": p.chosen_text,
             "rejected": p.rejected_text,
-            "r_chosen": p.chosen_reward,
-            "r_rejected": p.rejected_reward,
+            "chosen_reward": p.chosen_reward,
+            "rejected_reward": p.rejected_reward,
         }
-        for p in state.pairs[:40]
+        for p in state.pairs
     ]
-    card.append(cards.table(rows))
 
 
 def training(card, state: RoundState, loss: str) -> None:
     summary: dict[str, float] = {
-        k: state.metrics[k] for k in ("loss", "reward_margin", "reward_accuracy") if k in state.metrics
+        k: v for k, v in state.metrics.items() if k.startswith("train/final_")
     }
     card.append(cards.markdown(f"# Training ({loss}), {len(state.train_steps)} steps"))
     card.append(cards.metrics_table(summary))
@@ -103,25 +110,25 @@ def training(card, state: RoundState, loss: str) -> None:
 
 
 def evaluation(card, state: RoundState) -> None:
-    """The held-out evaluation, the benchmarks and the ``explore_*`` diagnostics with what each one means."""
+    """The held-out evaluation, the benchmarks and the ``explore/*`` diagnostics with what each one means."""
     assert state.evaluation is not None
     ev = state.evaluation
     card.append(cards.markdown(f"# Held-out evaluation ({len(ev.judgments)} prompts)"))
     card.append(cards.metrics_table(ev.metrics))
     card.append(cards.figure(plots.reward_histograms(ev.judgments, "reward per objective (held-out)")))
     cards.benchmarks(card, ev.benchmark_metrics, ev.benchmark_records)
-    explore = {k: v for k, v in state.metrics.items() if k.startswith("explore_")}
+    explore = {k: v for k, v in state.metrics.items() if k.startswith("explore/")}
     if explore:
         card.append(cards.markdown("# Exploration\n" + EXPLORATION_HELP))
         card.append(cards.metrics_table(explore))
 
 
 EXPLORATION_HELP = """\
-On the held-out prompts, new policy πθ vs the round's reference πref: `explore_kl` — Monte-Carlo KL(πθ ‖ πref) from
-πθ's replies; `explore_y0_log_ratio` — log πθ(y0) − log πref(y0), y0 = πref's greedy reply (SELM pushes it down);
-`explore_win_over_y0` — share of prompts where πθ's reply beats y0. On the round's samples (from πref):
-`explore_distinct_1/2` — distinct n-grams per prompt; `explore_self_overlap` — pairwise bigram overlap;
-`explore_best_of_n_reward`, `explore_reward_spread` — best judged reward per prompt and max − min."""
+On the held-out prompts, new policy πθ vs the round's reference πref: `explore/kl` — Monte-Carlo KL(πθ ‖ πref) from
+πθ's replies; `explore/y0_log_ratio` — log πθ(y0) − log πref(y0), y0 = πref's greedy reply (SELM pushes it down);
+`explore/win_over_y0` — share of prompts where πθ's reply beats y0. On the round's samples (from πref):
+`explore/distinct_1`, `_2` — distinct n-grams per prompt; `explore/self_overlap` — pairwise bigram overlap;
+`explore/best_of_n_reward`, `explore/reward_spread` — best judged reward per prompt and max − min."""
 
 
 def to_mlflow(recipe: Recipe, state: RoundState, parent_run_id: str | None, metaflow_run: str) -> tuple[str, dict]:
@@ -139,6 +146,7 @@ def to_mlflow(recipe: Recipe, state: RoundState, parent_run_id: str | None, meta
     key = f"{state.experiment_id}/round-{state.round}"
     run_id = tracking.start_run(recipe, f"round-{state.round}", key, parent_run_id, tags, start_time=state.started_ms)
     with tracking.failed_on_error(run_id):
+        tracking.describe_run(run_id, describe.round_run(recipe, state.round, state.experiment_id, state.metrics))
         ev = state.evaluation
         records: dict[str, list[Any]] = {"samples": state.samples.completions, "greedy": state.samples.greedy,
                    "judgments": state.judgments, "pairs": state.pairs, "heldout_samples": ev.completions,
@@ -148,23 +156,36 @@ def to_mlflow(recipe: Recipe, state: RoundState, parent_run_id: str | None, meta
         for name, rows in ev.benchmark_records.items():  # answers and judgments of each benchmark
             tracking.log_records(run_id, rows, name, "benchmarks")
         tracking.log_dict(run_id, ev.scores, "scores_per_prompt.json")
+        tracking.log_table(run_id, pair_rows(state), "records/pairs_text.json")
         if state.selection.candidates:
             rows = acquisition_rows(state.selection, state.prompts)
             tracking.log_dict(
                 run_id, {"method": state.selection.method, "candidates": rows}, "records/acquisition.json"
             )
-        if tracking.log_metrics_once(run_id, state.metrics, step=0):
+        if tracking.log_metrics_once(run_id, without_round(state.metrics), step=0):
             tracking.log_curves(run_id, state.train_steps, "train")
+        texts = {
+            "README.md": describe.model_card(
+                recipe, state.round, state.experiment_id, state.metrics, recipe.tracking.registered_model
+            ),
+            "LICENSE.txt": describe.licence(recipe),
+            "description": describe.version(recipe, state.round, state.experiment_id, state.metrics),
+        }
         registered = tracking.register_policy(
-            run_id, state.policy_out, recipe, state.round, state.metrics, state.experiment_id
+            run_id, state.policy_out, recipe, state.round, state.metrics, state.experiment_id, texts
         )
     tracking.finish_run(run_id)
     return run_id, registered
 
 
+def without_round(metrics: Mapping[str, float]) -> dict[str, float]:
+    """A round's metrics as logged: its number is the step (the experiment's run) or the run's name, not a metric."""
+    return {k: v for k, v in metrics.items() if k != "round"}
+
+
 def end(card, state: RoundState, step_attempts: Mapping[str, int]) -> None:
     card.append(cards.markdown(f"# Round {state.round} done\npolicy `{state.policy_out}`"))
-    card.append(cards.metrics_table(state.metrics, [k for k in state.metrics if k.startswith("time_")]))
+    card.append(cards.metrics_table(state.metrics, [k for k in state.metrics if k.startswith("time/")]))
     attempts(card, step_attempts)
 
 
