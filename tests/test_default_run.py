@@ -9,6 +9,7 @@ on. With the data present, the same recipe runs its benchmarks: checked by the s
 """
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, card_text
+from documented import NEWCOMER, SERVERS
+from test_docs import shell_env
 
 pytestmark = pytest.mark.slow
 BENCHMARKS = ["mt_bench", "alpaca_eval", "lm_eval:arc_challenge_local", "lm_eval:truthfulqa_mc1_local"]
@@ -38,16 +41,28 @@ def run_flow(folder: Path, *args: str, env: dict, flow_file: str = "selm_flow.py
     return out
 
 
-def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, monkeypatch):  # noqa: F811
-    import os
+def newcomer(folder: Path, command: str, env: dict, timeout: float = 1800) -> str:
+    """A documented command as a reader types it, in ``folder`` laid out like a checkout (``flows/`` at its root);
+    asserts it succeeded and returns its whole output."""
+    if not (folder / "flows").exists():
+        (folder / "flows").symlink_to(ROOT / "flows")
+    p = subprocess.run(command, shell=True, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=timeout)  # fmt: skip
+    assert p.returncode == 0, f"{command}\n{p.stdout[-5000:]}"
+    return p.stdout
 
+
+def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, monkeypatch):  # noqa: F811
+    """The README's run, then the rest of a newcomer's first hour: resume, the cards, the MLflow UI and the card
+    server, the champion loaded in Python, a DPO run and the comparison — each command as the docs show it."""
     from metaflow import Flow
 
     from selm import tracking
 
     monkeypatch.delenv("SELM_DATA_DIR", raising=False)
     assert not (home.parent / "shared").exists()  # nothing beside the scratch folder: ../shared/data is absent
-    out = run_flow(home, env={k: v for k, v in os.environ.items() if k != "SELM_DATA_DIR"})
+    env = {k: v for k, v in shell_env().items() if k != "SELM_DATA_DIR"}
+    out = newcomer(home, NEWCOMER[0], env)
 
     run = Flow("SELMFlow").latest_run
     data = run["end"].task.data
@@ -55,14 +70,14 @@ def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, mo
     assert data.config.world.heldout_prompts >= 500
     report = {r["metric"]: r for r in data.improvement}
     print(json.dumps(report, indent=1))
-    assert set(report) == {f"heldout_{n}" for n in ("reward", "correctness", "conciseness", "safety")}
+    assert set(report) == {f"heldout/{n}" for n in ("reward", "correctness", "conciseness", "safety")}
     for metric, row in report.items():  # paired over the same held-out prompts
         assert row["n"] == data.config.world.heldout_prompts and row["z"] > 2, f"{metric} did not improve: {row}"
     for r in data.rounds[1:]:  # every round reports how far it moved from its reference, and how varied it sampled
-        assert r["explore_kl"] > 2 * r["explore_kl_se"] > 0, r
-        assert r["explore_y0_log_ratio"] < 0, r  # SELM's optimism term pushes the reference's greedy reply down
+        assert r["explore/kl"] > 2 * r["explore/kl_se"] > 0, r
+        assert r["explore/y0_log_ratio"] < 0, r  # SELM's optimism term pushes the reference's greedy reply down
         assert (
-            0 <= r["explore_win_over_y0"] <= 1 and 0 < r["explore_distinct_2"] <= 1 and r["explore_reward_spread"] > 0
+            0 <= r["explore/win_over_y0"] <= 1 and 0 < r["explore/distinct_2"] <= 1 and r["explore/reward_spread"] > 0
         )
     assert "Exploration" in card_text(Flow("RoundFlow").latest_run["evaluate"].task)
 
@@ -77,13 +92,91 @@ def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, mo
     )
     parent = tracking.client().get_run(run["start"].task.data.mlflow_run)
     assert "lm_eval:arc_challenge_local" in parent.data.tags["benchmarks_skipped"]
-    assert parent.data.metrics["time_initial_policy_s"] > 0  # the policy build's time reaches MLflow
+    assert parent.data.metrics["time/initial_policy_s"] > 0  # the policy build's time reaches MLflow
     assert parent.data.params["resolved.sampling.dtype"] == "float32"  # the tiny recipe pins fp32 everywhere
 
-    # quiet: a line per step and round, the skipped benchmarks and the final table — not progress bars
+    # quiet: a line per stage and round, the skipped benchmarks, the final table, what to open next — no progress
+    # bars, no third-party warnings
     lines = out.splitlines()
     print(f"{len(lines)} lines of output")
-    assert len(lines) < 120 and "it/s]" not in out and "round 3: train" in out
+    assert len(lines) <= 60 and "it/s]" not in out and "round 3: train" in out
+    assert "WARNING" not in out and "Warning" not in out, out
+    assert "next:" in out and "mlflow ui --backend-store-uri sqlite:///mlflow.db" in out
+
+    the_rest_of_a_newcomers_first_hour(home, env, run.id, parent.info.run_id)
+
+
+def the_rest_of_a_newcomers_first_hour(home: Path, env: dict, run_id: str, parent_run_id: str) -> None:
+    """What the README and docs/inspecting-runs.md tell a newcomer to do after the first run, in that folder."""
+    import json
+
+    from selm import tracking
+
+    resume, card_get, card_list, dpo, compare = NEWCOMER[1:]
+    said = newcomer(home, resume, env)
+    assert "already finished" in said and "nothing to resume" in said, said
+    newcomer(home, card_get, env)
+    assert (home / "train.html").stat().st_size > 10_000  # the card: a page with its data inlined
+    assert run_id in newcomer(home, card_list, env)
+    for command, port in SERVERS.items():
+        serving(home, command, port, env)
+    assert "[" in python_snippet(home, env)
+
+    # the MLflow run reads as the docs say: grouped names, descriptions, the pairs as text, a model card
+    c = tracking.client()
+    assert c.get_experiment_by_name("selm").tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = c.get_run(parent_run_id)
+    rounds = c.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    assert len(rounds) == 3
+    for r in [parent, *rounds]:
+        assert all("/" in k for k in r.data.metrics), sorted(k for k in r.data.metrics if "/" not in k)
+        assert {"heldout/reward", "heldout/reward_se"} <= set(r.data.metrics)
+    assert "heldout/reward" in parent.data.tags["mlflow.note.content"]  # descriptions: what it is, where to look
+    assert all(f"Round {r.data.tags['round']} of" in r.data.tags["mlflow.note.content"] for r in rounds)
+    groups = {k.split("/")[0] for k in rounds[0].data.metrics}
+    assert groups == {"heldout", "samples", "select", "judge", "train", "explore", "time"}, groups
+    pairs = json.loads(Path(c.download_artifacts(rounds[0].info.run_id, "records/pairs_text.json", str(home))).read_text())
+    assert pairs["columns"][:6] == ["prompt_id", "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward"]
+    assert len(pairs["data"]) == rounds[0].data.metrics["train/pairs"] and all(row[1] for row in pairs["data"])
+    version = c.get_model_version_by_alias("tiny-selm-policy", "champion")
+    assert "heldout/reward" in version.description
+    from mlflow.artifacts import download_artifacts
+
+    model = Path(download_artifacts(f"models:/tiny-selm-policy/{version.version}", dst_path=str(home / "model")))
+    card, licence = (model / "README.md").read_text(), (model / "LICENSE.txt").read_text()
+    assert "## Hyperparameters" in card and "| `heldout/reward` |" in card and "Apache-2.0" in licence
+    assert "huggingface.co" not in card + licence
+
+    # a second method, and the two side by side
+    newcomer(home, dpo, env)
+    table = newcomer(home, compare, env)
+    assert "tiny-dpo" in table and "heldout/reward" in table
+    assert (home / "comparison" / "heldout" / "reward.png").stat().st_size > 1000
+
+
+def serving(home: Path, command: str, port: int, env: dict) -> None:
+    """Start a documented server in ``home``, ask for its page, stop it (its whole process group)."""
+    import os
+    import signal
+
+    from conftest import wait_for_http
+
+    proc = subprocess.Popen(command, shell=True, cwd=home, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", proc, command, timeout=90)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def python_snippet(home: Path, env: dict) -> str:
+    """The README's Python block that loads the champion, run as a script in ``home``; returns what it printed."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "@champion" in b)
+    return newcomer(home, f"python -c {shlex.quote(block)}", env, timeout=300)
 
 
 def test_a_round_runs_alone_for_debugging_on_a_fresh_machine(home, monkeypatch):  # noqa: F811
@@ -101,5 +194,5 @@ def test_a_round_runs_alone_for_debugging_on_a_fresh_machine(home, monkeypatch):
     assert "Skipped benchmarks" in card_text(run["start"].task)
     data = run["end"].task.data
     assert data.registered["version"] == "1" and Path(data.policy_out).is_dir()
-    assert data.metrics["heldout_reward"] > 0
+    assert data.metrics["heldout/reward"] > 0
     assert not [k for k in data.metrics if any(b in k for b in ("mt_bench", "alpaca", "arc_", "truthfulqa"))]
