@@ -35,3 +35,19 @@ def test_repeated_judging_hits_the_cache_every_time(tmp_path):
     usage = JudgeUsage()
     other = judge_replies(RuleJudge(tiny.score, rules.weights, "another-judge"), prompts, comps, again, usage)
     assert usage.calls == 40 and [j.scores for j in other] == [j.scores for j in first]
+
+
+def test_a_reply_without_a_parsed_verdict_is_left_out_of_the_round_metrics_not_guessed():
+    """An LLM judge's reply whose every verdict failed to parse scores NaN; the means are over the scored replies
+    (a NaN used to crash ``statistics.stdev`` and fail the judge step on its every attempt)."""
+    import math
+
+    from selm.pipeline.components import reward_metrics
+    from selm.records import Judgment
+
+    scores = [1.0, 0.0, math.nan]
+    judgments = [Judgment("p", f"p/sample/{k}", {"llm_winrate": s}, s, "llm") for k, s in enumerate(scores)]
+    metrics = reward_metrics(judgments, "samples", tiny.TinyWorld())
+    assert metrics["samples/reward"] == 0.5 and metrics["samples/llm_winrate"] == 0.5
+    assert math.isclose(metrics["samples/reward_se"], 0.5)
+    assert reward_metrics(judgments[2:], "samples", tiny.TinyWorld()) == {}

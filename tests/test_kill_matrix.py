@@ -98,5 +98,5 @@ def test_kill_then_resume(point, uninterrupted, tmp_path, monkeypatch):
             if step.task is not None and step.task.successful:
                 assert resumed[step.id].task.origin_pathspec is not None, step.id
     final, expected = data.rounds[-1], uninterrupted[-1]
-    for key in ("heldout/reward", "heldout/correctness", "pairs", "loss"):
+    for key in ("heldout/reward", "heldout/correctness", "train/pairs", "train/final_loss"):
         assert final[key] == pytest.approx(expected[key], abs=1e-9), key

@@ -93,7 +93,7 @@ def test_killed_tasks_are_retried_by_the_run_itself(home, tiny_policy_dir, judge
         [round_run] = list(Flow("RoundFlow").runs(f"selm_experiment:{experiment}", f"round:{k}"))
         assert round_run.successful and round_run[retried].task.current_attempt == 1
         assert all(s.task.current_attempt == 0 for s in round_run if s.id != retried)
-    for key in ("heldout/reward", "heldout/correctness", "pairs", "loss", "samples/reward"):
+    for key in ("heldout/reward", "heldout/correctness", "train/pairs", "train/final_loss", "samples/reward"):
         assert [r[key] for r in data.rounds[1:]] == pytest.approx([r[key] for r in expected[1:]], abs=1e-9), key
 
     c = tracking.client()

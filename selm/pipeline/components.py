@@ -9,6 +9,7 @@ use: the judge step never imports torch, the sample step never builds a judge.
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING
 
 from selm import worlds
@@ -153,7 +154,10 @@ def judgment_cache(recipe: Recipe) -> JudgmentCache | None:
 
 def reward_metrics(judgments: list[Judgment], prefix: str, world: World) -> dict[str, float]:
     """Mean and standard error of the combined reward, of each objective, and — for the world's rule judgments —
-    of ``good_all`` (the share of replies good on every objective at once), named ``<prefix>_<name>[_se]``."""
+    of ``good_all`` (the share of replies good on every objective at once), named ``<prefix>/<name>[_se]``.
+
+    Over the replies that have a score: one whose every verdict failed to parse has none (NaN; the judge counts it in
+    ``judge/parse_failures``) and is left out rather than guessed."""
     if not judgments:
         return {}
     columns = {"reward": [j.reward for j in judgments]}
@@ -161,8 +165,10 @@ def reward_metrics(judgments: list[Judgment], prefix: str, world: World) -> dict
     if judgments[0].judge == world.judge_id:
         columns["good_all"] = [float(world.good_on_all(j.scores)) for j in judgments]
     out = {}
-    for name, xs in columns.items():
-        out[f"{prefix}/{name}"], out[f"{prefix}/{name}_se"] = mean_and_se(xs)
+    for name, values in columns.items():
+        xs = [x for x in values if not math.isnan(x)]
+        if xs:
+            out[f"{prefix}/{name}"], out[f"{prefix}/{name}_se"] = mean_and_se(xs)
     return out
 
 
