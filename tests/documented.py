@@ -77,10 +77,11 @@ FROM_ROOT = [
     "python -m evals.compare --pool benchmarks/results/smol_selm_vs_dpo/smol-dpo"
     " benchmarks/results/smol_selm_vs_dpo/smol-selm-alpha-1e-2",
 ]
+HEADLINE = "'^(heldout/reward|lm_eval/ifeval_local_prompt_level_loose_acc|explore/(kl|y0_log_ratio))$'"
 #: the commands that drew docs/results/*: run in a scratch folder, they make the same files (tests/test_docs.py)
 PLOTS = [
     "python -m evals.compare --pool benchmarks/results/smol_selm_vs_dpo/smol-dpo"
-    f" benchmarks/results/smol_selm_vs_dpo/{group} --metrics '^(heldout/reward|lm_eval/ifeval_local_prompt_level_loose_acc|explore/(kl|y0_log_ratio))$' --out docs/results/{folder}"
+    f" benchmarks/results/smol_selm_vs_dpo/{group} --metrics {HEADLINE} --out docs/results/{folder}"
     for group, folder in [("smol-selm", "selm-vs-dpo"), ("smol-selm-alpha-1e-2", "selm-alpha-1e-2-vs-dpo")]
 ]
 #: what `.ci/run` itself runs (the README's install)

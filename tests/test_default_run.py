@@ -135,7 +135,8 @@ def the_rest_of_a_newcomers_first_hour(home: Path, env: dict, run_id: str, paren
     assert all(f"Round {r.data.tags['round']} of" in r.data.tags["mlflow.note.content"] for r in rounds)
     groups = {k.split("/")[0] for k in rounds[0].data.metrics}
     assert groups == {"heldout", "samples", "select", "judge", "train", "explore", "time"}, groups
-    pairs = json.loads(Path(c.download_artifacts(rounds[0].info.run_id, "records/pairs_text.json", str(home))).read_text())
+    pairs_file = c.download_artifacts(rounds[0].info.run_id, "records/pairs_text.json", str(home))
+    pairs = json.loads(Path(pairs_file).read_text())
     assert pairs["columns"][:6] == ["prompt_id", "prompt", "chosen", "rejected", "chosen_reward", "rejected_reward"]
     assert len(pairs["data"]) == rounds[0].data.metrics["train/pairs"] and all(row[1] for row in pairs["data"])
     version = c.get_model_version_by_alias("tiny-selm-policy", "champion")

@@ -95,9 +95,8 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     rounds = c.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
     assert sorted(r.data.tags["round"] for r in rounds) == ["1", "2"]
     for r in rounds:
-        assert {"heldout/reward", "heldout/reward_se", "samples/reward", "train/pairs", "train/final_loss", "time/train_s"} <= set(
-            r.data.metrics
-        )
+        wanted = {"heldout/reward", "heldout/reward_se", "samples/reward", "train/pairs", "train/final_loss"}
+        assert wanted | {"time/train_s"} <= set(r.data.metrics)
         assert {a.path for a in c.list_artifacts(r.info.run_id, "records")} >= {
             "records/samples.jsonl",
             "records/judgments.jsonl",

@@ -6,9 +6,9 @@ import importlib.util
 import os
 
 import pytest
-from test_default_run import run_flow
 
 from conftest import SHARED_DATA
+from test_default_run import run_flow
 
 pytestmark = [
     pytest.mark.slow,

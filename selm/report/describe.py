@@ -83,7 +83,8 @@ def model_card(recipe: Recipe, round: int, experiment_id: str, metrics: Mapping[
         "loss": t.loss, **t.loss_hyperparameters(), "learning rate": t.lr_for(round), "epochs": t.epochs,
         "batch size (pairs)": t.batch_size, "gradient accumulation": t.grad_accum, "warm-up ratio": t.warmup_ratio,
         "max length": t.max_length, "samples per prompt": s.n, "sampling temperature": s.temperature,
-        "max new tokens": s.max_new_tokens, "judge": recipe.judge.backend, "objectives combined by": recipe.judge.combine,
+        "max new tokens": s.max_new_tokens, "judge": recipe.judge.backend,
+        "objectives combined by": recipe.judge.combine,
         "acquisition": recipe.select.acquisition, "seed": recipe.experiment.seed,
     }  # fmt: skip
     shown = {k: v for k, v in sorted(metrics.items()) if not k.endswith("_se") and not k.startswith("time/")}

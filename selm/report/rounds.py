@@ -77,7 +77,8 @@ def acquisition_rows(sel: Selection, prompts: list[Prompt]) -> list[dict]:
 
 
 def judged(card, state: RoundState) -> None:
-    judge_metrics = {k: v for k, v in state.metrics.items() if k.startswith(("samples/", "judge/", "select/", "train/pairs"))}
+    shown = ("samples/", "judge/", "select/", "train/pairs")
+    judge_metrics = {k: v for k, v in state.metrics.items() if k.startswith(shown)}
     card.append(cards.markdown(f"# Judgments of {len(state.judgments)} replies → {len(state.pairs)} pairs"))
     card.append(cards.metrics_table(judge_metrics))
     card.append(cards.figure(plots.reward_histograms(state.judgments, "reward per objective (train)")))
