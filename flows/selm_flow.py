@@ -18,9 +18,10 @@ Every step of both flows retries what may pass and has a time limit, from the re
 the summary say how many attempts each step took.
 """
 
+import sys
 from pathlib import Path
 
-from metaflow import Config, FlowSpec, Parameter, card, current, retry, step, timeout
+from metaflow import Config, FlowSpec, Parameter, card, current, resources, retry, step, timeout
 
 from selm.orchestration import step_card
 
@@ -35,6 +36,8 @@ class SELMFlow(FlowSpec):
     recipe: str = Parameter("recipe", default="tiny_selm", help="Shipped recipe name (selm/recipes) or path to a .toml")  # type: ignore[assignment]
     overrides: str = Parameter("overrides", default="", help='Space-separated section.key=value, e.g. "train.loss=dpo"')  # type: ignore[assignment]
 
+    @resources(gpu=step_resources.experiment_start.gpu, cpu=step_resources.experiment_start.cpu,
+               memory=step_resources.experiment_start.memory)  # it evaluates the initial policy  # fmt: skip
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.experiment_start.timeout_s)
     @card(type=STEP_CARD)
@@ -89,7 +92,7 @@ class SELMFlow(FlowSpec):
                       reference=self.reference, experiment=self.experiment_id,
                       mlflow_parent=self.mlflow_run)  # fmt: skip
         child, state, round_run, registered = run_and_log_round(
-            ROUND_FLOW, self.config, self.experiment_id, self.round, params, self.mlflow_run
+            ROUND_FLOW, self.config, self.experiment_id, self.round, params, self.mlflow_run, sys.argv
         )
         from selm.report import experiment as report  # after the round: MLflow was imported while it ran
 

@@ -371,9 +371,9 @@ class Resources(Section):
 
     def flow_settings(self) -> dict:
         """The flows' Config ``resources``: every step's resources with ``timeout_s`` (``@timeout`` takes whole
-        seconds), ``retries``, ``retry_wait_minutes``, and SELMFlow's own steps: ``experiment_start``,
-        ``experiment_round`` (the longest a round can take: every step's timeout on every attempt) and
-        ``experiment_end``, each ``{"timeout_s": …}``."""
+        seconds), ``retries``, ``retry_wait_minutes``, and SELMFlow's own steps: ``experiment_start`` (evaluate's
+        resources: it evaluates the initial policy), ``experiment_round`` (the longest a round can take: every step's
+        timeout on every attempt) and ``experiment_end``, each with its ``timeout_s``."""
 
         def seconds(minutes: float) -> int:
             return max(1, round(minutes * 60))
@@ -383,7 +383,8 @@ class Resources(Section):
         out: dict = {name: {**r.model_dump(), "timeout_s": seconds(r.timeout_minutes)} for name, r in steps.items()}
         out["light"] = {"timeout_s": seconds(light)}
         round_minutes = (self.retries + 1) * (2 * light + sum(r.timeout_minutes for r in steps.values()))
-        out["experiment_start"] = {"timeout_s": seconds(light + self.evaluate.timeout_minutes)}
+        # SELMFlow's start evaluates the initial policy: evaluate's resources, and its time on top of the light step's
+        out["experiment_start"] = {**out["evaluate"], "timeout_s": seconds(light + self.evaluate.timeout_minutes)}
         out["experiment_round"] = {"timeout_s": seconds(round_minutes + light)}  # + registering the round's policy
         out["experiment_end"] = {"timeout_s": seconds(light)}
         return {**out, "retries": self.retries, "retry_wait_minutes": self.retry_wait_minutes}

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -91,6 +91,27 @@ def latest_round_run(experiment_id: str, round: int):
     return max(runs, key=lambda r: r.created_at) if runs else None
 
 
+#: the top-level options of a task's command line that say where and how its flow runs
+WHERE = ("--datastore", "--datastore-root", "--metadata", "--environment")
+
+
+def launch_options(argv: Sequence[str]) -> dict[str, Any]:
+    """Where and how the flow of the task whose command line is ``argv`` runs, as Metaflow's ``Runner`` takes it:
+    ``datastore``, ``datastore_root``, ``metadata``, ``environment`` and the decorator specs given with ``--with``
+    (``decospecs``). Metaflow hands every task these top-level options before its ``step`` command, from the
+    command line the user typed (``python flows/selm_flow.py --datastore s3 run --with kubernetes``); a round
+    launched with them runs where its experiment runs: its steps are pods too, its artifacts go to the same store."""
+    words = list(argv[1:])
+    words = words[: words.index("step")] if "step" in words else words
+    out: dict[str, Any] = {}
+    for name, value in zip(words, words[1:]):
+        if name == "--with":
+            out.setdefault("decospecs", []).append(value)
+        elif name in WHERE:
+            out[name[2:].replace("-", "_")] = value
+    return out
+
+
 def run_round_flow(
     flow_file: str | Path,
     experiment_id: str,
@@ -98,6 +119,7 @@ def run_round_flow(
     params: dict,
     resources: dict | None = None,
     meanwhile: Callable[[], object] | None = None,
+    options: Mapping[str, Any] | None = None,
 ):
     """Reuse, resume or start the round's RoundFlow run; return the successful client ``Run``.
 
@@ -105,7 +127,9 @@ def run_round_flow(
     what registering the round's policy needs while the round works), or at once when a finished run is reused; it
     has finished when this returns or raises, and its error is raised after the round's own.
 
-    ``resources`` (the recipe's ``[resources]``) becomes the RoundFlow Config that sizes each step's ``@resources``.
+    ``resources`` (the recipe's ``[resources]``) becomes the RoundFlow Config that sizes each step's ``@resources``;
+    ``options`` (``launch_options``: datastore, metadata, environment, ``--with`` specs) go to the RoundFlow run as
+    its top-level options, on a new run and on a resumed one alike.
     One line per step is printed (``round 1: train``); the child's full log stays in Metaflow, and the tail of a
     failed round's log is printed."""
     import asyncio
@@ -129,7 +153,7 @@ def run_round_flow(
     with _typing_kept():
         from metaflow import Runner
 
-        runner = Runner(str(flow_file), **configs)
+        runner = Runner(str(flow_file), **(options or {}), **configs)
         background = _Background(meanwhile)
         try:
             run, log, returncode = asyncio.run(_follow(runner, f"round {round}", background, **launch))
@@ -148,10 +172,13 @@ def run_round_flow(
     return run
 
 
-def run_and_log_round(flow_file: str | Path, recipe, experiment_id: str, round: int, params: dict, parent_run: str):
-    """SELMFlow's round: run (reuse, resume) its RoundFlow run, then log it to MLflow and register its policy from
-    this process (``selm.report.rounds.to_mlflow``). Returns (the client ``Run``, its ``RoundState``, the round's
-    MLflow run id, ``register_policy``'s result).
+def run_and_log_round(
+    flow_file: str | Path, recipe, experiment_id: str, round: int, params: dict, parent_run: str, argv: Sequence[str]
+):
+    """SELMFlow's round: run (reuse, resume) its RoundFlow run where the experiment runs (``argv``: the launching
+    task's command line, ``launch_options``), then log it to MLflow and register its policy from this process
+    (``selm.report.rounds.to_mlflow``). Returns (the client ``Run``, its ``RoundState``, the round's MLflow run id,
+    ``register_policy``'s result).
 
     MLflow is imported, its store opened and a resumed round's MLflow run reopened in a thread while the round runs
     (≈ 2 s a round off the critical path on 2 cores). Whatever fails, the experiment's run and the round's are
@@ -170,7 +197,8 @@ def run_and_log_round(flow_file: str | Path, recipe, experiment_id: str, round: 
         tracking.prepare_registration()
 
     try:
-        child = run_round_flow(flow_file, experiment_id, round, params, recipe.resources.model_dump(), open_mlflow)
+        child = run_round_flow(flow_file, experiment_id, round, params, recipe.resources.model_dump(), open_mlflow,
+                               launch_options(argv))  # fmt: skip
         state = child["end"].task.data.state
         from selm.report.rounds import to_mlflow
 

@@ -42,6 +42,26 @@ def flow(*args, cwd, log: Path, wait=True):
     return p
 
 
+def probe(command: str) -> str:
+    """A decorator spec that leaves a visible trace in every task it reaches: a card of its own id, naming the
+    command (an ``@environment`` variable would prove nothing: a round's process inherits its launcher's)."""
+    return f"card:type=blank,id=probe_{command}"
+
+
+def probes(run) -> dict[str, set[str]]:
+    """Each step's probe cards (a step cloned by a resume shows its origin's)."""
+    from metaflow.cards import get_cards
+
+    return {s.id: {c.id for c in get_cards(s.task) if c.id and c.id.startswith("probe_")} for s in run}
+
+
+def step_cards(task) -> list:
+    """The task's own cards, not the probes."""
+    from metaflow.cards import get_cards
+
+    return [c for c in get_cards(task) if not (c.id or "").startswith("probe_")]
+
+
 def kill_during_second_train(p, log: Path) -> None:
     wait_for("round 2: train", log, p)
     time.sleep(2)  # inside the step: its process is loading the policy or training
@@ -58,12 +78,14 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     tmp_path = home
     log = tmp_path / "log.txt"
 
-    kill_during_second_train(flow("run", "--overrides", REDUCED, cwd=tmp_path, log=log, wait=False), log)
+    # the command line's --with specs reach every step of every round, on run and on resume
+    run = flow("--with", probe("run"), "run", "--overrides", REDUCED, cwd=tmp_path, log=log, wait=False)
+    kill_during_second_train(run, log)
     killed = Flow("SELMFlow").latest_run
     assert not killed.successful
     experiment = f"SELMFlow-{killed.id}"
 
-    flow("resume", cwd=tmp_path, log=log)
+    flow("--with", probe("resume"), "resume", cwd=tmp_path, log=log)
     resumed = Flow("SELMFlow").latest_run
     assert resumed.successful and resumed.id != killed.id
     assert resumed["start"].task.origin_pathspec is not None  # start (and its MLflow run) was not repeated
@@ -78,6 +100,10 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
     for name in ("start", "sample", "judge", "select"):  # paid work of round 2 was cloned, not redone
         assert second[name].task.origin_pathspec == f"RoundFlow/{first.id}/{name}/{first[name].task.id}"
     assert second["train"].task.origin_pathspec is None
+    steps = ("start", "sample", "select", "judge", "train", "evaluate", "end")
+    assert probes(round_runs[1][0]) == {s: {"probe_run"} for s in steps}
+    assert probes(second) == {**{s: {"probe_run"} for s in ("start", "sample", "select", "judge")},
+                              **{s: {"probe_resume"} for s in ("train", "evaluate", "end")}}  # fmt: skip
 
     data = resumed["end"].task.data
     assert [r["round"] for r in data.rounds] == [0, 1, 2]
@@ -117,12 +143,12 @@ def test_experiment_survives_a_kill_during_train_and_reruns_cleanly(home, tiny_p
 
     # cards with tables and plots on every step of both flows, each rendered once, when its step ended
     for step in ("start", "sample", "judge", "select", "train", "evaluate", "end"):
-        (step_card,) = get_cards(second[step].task)
+        (step_card,) = step_cards(second[step].task)
         assert step_card.type == STEP_CARD and "<html" in step_card.get().lower()
-    assert [c.type for c in get_cards(resumed["end"].task)] == [STEP_CARD]
-    assert {c.type for t in resumed["run_round"] for c in get_cards(t)} == {STEP_CARD}
-    assert "data:image/png;base64" in get_cards(second["train"].task)[0].get()
-    assert "data:image/png;base64" in get_cards(resumed["end"].task)[0].get()
+    assert [c.type for c in step_cards(resumed["end"].task)] == [STEP_CARD]
+    assert {c.type for t in resumed["run_round"] for c in step_cards(t)} == {STEP_CARD}
+    assert "data:image/png;base64" in step_cards(second["train"].task)[0].get()
+    assert "data:image/png;base64" in step_cards(resumed["end"].task)[0].get()
 
     # a second run in the same folder is a new experiment; this one spends a label budget (APL), ranks by LSC and,
     # with the data present, runs the default recipe's benchmarks
