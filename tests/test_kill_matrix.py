@@ -15,21 +15,45 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_flows_e2e import ONE_ROUND, SELM_FLOW, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.kill_matrix]
 
-#: kill point → (log line that marks it, seconds to wait after it)
+#: kill point → (what marks it: a log line, or RoundFlow's task of that step running; seconds to wait after it)
 KILL_POINTS = {
     "SELMFlow start, before its first artifact": ("/start/1 (pid", 1.0),
     "SELMFlow start, after the MLflow parent run": ("round 0 (initial policy)", 0.0),
-    **{f"RoundFlow {step}": (f"round 1: {step}", 3.0) for step in ("start", "sample", "select", "judge", "train")},
+    "RoundFlow start": (("round_flow.py", "start"), 3.0),  # the light steps print no line of their own
+    **{f"RoundFlow {step}": (f"round 1: {step}", 3.0) for step in ("sample", "select", "judge", "train")},
     "RoundFlow evaluate": ("round 1: evaluate", 3.0),
-    "RoundFlow end (registering)": ("round 1: end", 6.0),
+    "RoundFlow end (registering)": (("round_flow.py", "end"), 6.0),
     "between the last round and the end": ("round 1 done", 0.0),
 }
+
+
+def wait_for_task(flow: str, step: str, p, timeout=600) -> None:
+    """Wait until a task of ``step`` of the flow file ``flow`` runs (a process ``… <flow> … step <step> …``); fail if
+    ``p`` ends first."""
+    deadline = time.time() + timeout
+    while not any(
+        any(a.endswith(flow.encode()) for a in args) and args[args.index(b"step") + 1 :][:1] == [step.encode()]
+        for args in command_lines()
+        if b"step" in args
+    ):
+        if p.poll() is not None or time.time() > deadline:
+            pytest.fail(f"never saw a task of {flow} {step}")
+        time.sleep(0.2)
+
+
+def command_lines():
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            yield cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
 
 
 def run_experiment(folder, kill_at=None):
@@ -51,8 +75,11 @@ def run_experiment(folder, kill_at=None):
         start_new_session=True,
     )
     if kill_at is not None:
-        pattern, delay = kill_at
-        wait_for(pattern, log, p)
+        mark, delay = kill_at
+        if isinstance(mark, tuple):
+            wait_for_task(*mark, p)
+        else:
+            wait_for(mark, log, p)
         time.sleep(delay)
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
