@@ -244,7 +244,7 @@ def _wait_for_running_round(tags: list[str], round: int) -> None:
     wanted = [t.encode() for t in tags]
     said = False
     while True:
-        running = [pid for pid, args in _processes() if any(a.endswith(b"round_flow.py") for a in args)
+        running = [pid for pid, args in processes() if any(a.endswith(b"round_flow.py") for a in args)
                    and all(t in args for t in wanted) and pid != os.getpid()]  # fmt: skip
         if not running:
             return
@@ -254,7 +254,7 @@ def _wait_for_running_round(tags: list[str], round: int) -> None:
         time.sleep(2)
 
 
-def _processes():
+def processes():
     """(pid, command line as a list of bytes) of every process this user can read (empty where /proc is absent)."""
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:

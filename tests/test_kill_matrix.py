@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from test_flows_e2e import ONE_ROUND, SELM_FLOW, wait_for
@@ -37,23 +36,18 @@ KILL_POINTS = {
 def wait_for_task(flow: str, step: str, p, timeout=600) -> None:
     """Wait until a task of ``step`` of the flow file ``flow`` runs (a process ``… <flow> … step <step> …``); fail if
     ``p`` ends first."""
+    from selm.orchestration import processes
+
     deadline = time.time() + timeout
     while not any(
         any(a.endswith(flow.encode()) for a in args) and args[args.index(b"step") + 1 :][:1] == [step.encode()]
-        for args in command_lines()
+        for _, args in processes()
         if b"step" in args
     ):
         if p.poll() is not None or time.time() > deadline:
             pytest.fail(f"never saw a task of {flow} {step}")
         time.sleep(0.2)
 
-
-def command_lines():
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            yield cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
 
 
 def run_experiment(folder, kill_at=None):
