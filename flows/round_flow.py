@@ -39,6 +39,9 @@ class RoundFlow(FlowSpec):
     )  # type: ignore[assignment]
     experiment: str = Parameter("experiment", default="", help="Experiment id (output folder); defaults to this run")  # type: ignore[assignment]
     mlflow_parent: str = Parameter("mlflow_parent", default="", help="MLflow parent run id of the experiment")  # type: ignore[assignment]
+    store: str = Parameter(
+        "store", default="", help="Where steps hand each other policies (selm.storage); default: as SELMFlow decides"
+    )  # type: ignore[assignment]
 
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.light.timeout_s)
@@ -46,9 +49,12 @@ class RoundFlow(FlowSpec):
     @step
     def start(self):
         """Validate the recipe and pick this round's prompts: the round's state (``selm.pipeline.runtime``)."""
+        import sys
+
         from selm.config import load_recipe, recipe_from_json
+        from selm.orchestration import store_for
         from selm.pipeline import preflight, runtime
-        from selm.pipeline.policy import initial_policy_path, round_dir
+        from selm.pipeline.policy import handed_on, initial_policy_path, round_dir
         from selm.report import rounds as report
 
         if self.recipe_json:  # from SELMFlow, which checked it before the experiment started
@@ -57,9 +63,10 @@ class RoundFlow(FlowSpec):
             checked = preflight.check(load_recipe(self.recipe))
             self.config, skipped = checked.recipe, checked.skipped
         experiment = self.experiment or f"RoundFlow-{current.run_id}"
-        policy = self.policy or initial_policy_path(self.config)
+        self.experiment_store = self.store or store_for(self.config.experiment.output_uri, experiment, sys.argv)
+        policy = self.policy or handed_on(initial_policy_path(self.config), self.experiment_store)
         out_dir = round_dir(self.config, experiment, self.round)
-        parts = runtime.Components(self.config)
+        parts = runtime.Components(self.config, store=self.experiment_store)
         self.state = runtime.begin(parts, self.round, experiment, policy, self.reference or policy, out_dir)
         report.start(current.card, self.state, skipped)
         self.next(self.sample)
@@ -74,7 +81,7 @@ class RoundFlow(FlowSpec):
         from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        self.state = runtime.run_sample(self.state, runtime.Components(self.config))
+        self.state = runtime.run_sample(self.state, runtime.Components(self.config, store=self.experiment_store))
         report.samples(current.card, self.state)
         self.next(self.select)
 
@@ -88,7 +95,7 @@ class RoundFlow(FlowSpec):
         from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        self.state = runtime.run_select(self.state, runtime.Components(self.config))
+        self.state = runtime.run_select(self.state, runtime.Components(self.config, store=self.experiment_store))
         report.selection(current.card, self.state)
         self.next(self.judge)
 
@@ -102,7 +109,7 @@ class RoundFlow(FlowSpec):
         from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        self.state = runtime.run_judge(self.state, runtime.Components(self.config))
+        self.state = runtime.run_judge(self.state, runtime.Components(self.config, store=self.experiment_store))
         report.judged(current.card, self.state)
         self.next(self.train)
 
@@ -116,7 +123,7 @@ class RoundFlow(FlowSpec):
         from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        self.state = runtime.run_train(self.state, runtime.Components(self.config))
+        self.state = runtime.run_train(self.state, runtime.Components(self.config, store=self.experiment_store))
         report.training(current.card, self.state, self.config.train.loss)
         self.next(self.evaluate)
 
@@ -131,7 +138,7 @@ class RoundFlow(FlowSpec):
         from selm.pipeline import runtime
         from selm.report import rounds as report
 
-        self.state = runtime.run_evaluate(self.state, runtime.Components(self.config))
+        self.state = runtime.run_evaluate(self.state, runtime.Components(self.config, store=self.experiment_store))
         report.evaluation(current.card, self.state)
         self.next(self.end)
 

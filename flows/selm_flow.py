@@ -49,11 +49,11 @@ class SELMFlow(FlowSpec):
 
         from selm import tracking
         from selm.config import load_recipe
-        from selm.orchestration import experiment_of
+        from selm.orchestration import experiment_of, store_for
         from selm.pipeline import preflight
         from selm.pipeline.components import Components
         from selm.pipeline.evaluate import evaluate_all
-        from selm.pipeline.policy import initial_policy_path, resolved_precisions
+        from selm.pipeline.policy import handed_on, initial_policy_path, resolved_precisions
         from selm.progress import timed
         from selm.report import experiment as report
 
@@ -63,14 +63,17 @@ class SELMFlow(FlowSpec):
         checked = preflight.check(load_recipe(self.recipe, shlex.split(self.overrides)))
         self.config, self.skipped = checked.recipe, checked.skipped
         self.timings: dict[str, float] = {}
+        # where the steps hand each other policies and judgments: "" when they share this disk (selm.storage)
+        self.store = store_for(self.config.experiment.output_uri, self.experiment_id, sys.argv)
         with timed(self.timings, "initial_policy"):
-            self.policy = initial_policy_path(self.config)
+            initial = initial_policy_path(self.config)
+            self.policy = handed_on(initial, self.store)
         self.precisions = resolved_precisions(self.config)  # what "auto" means on this machine (params, card, log)
         self.mlflow_run = tracking.start_run(self.config, self.config.experiment.name, key=self.experiment_id,
             tags={"metaflow_run": f"SELMFlow/{current.run_id}", "selm_experiment": self.experiment_id},
             params=self.precisions)  # fmt: skip
         with tracking.failed_on_error(self.mlflow_run):
-            round0 = evaluate_all(Components(self.config), self.policy, 0, "sft")
+            round0 = evaluate_all(Components(self.config, store=self.store), initial, 0, "sft")
         report.start(current.card, self.mlflow_run, self.recipe, self.config, self.experiment_id, self.policy,
                      round0, self.skipped, self.timings["time/initial_policy_s"], self.precisions)  # fmt: skip
         # round 1's policy is its own reference
@@ -89,7 +92,7 @@ class SELMFlow(FlowSpec):
         from selm.orchestration import run_and_log_round, step_attempts
 
         params = dict(recipe_json=self.config.model_dump_json(), round=self.round, policy=self.policy,
-                      reference=self.reference, experiment=self.experiment_id,
+                      reference=self.reference, experiment=self.experiment_id, store=self.store,
                       mlflow_parent=self.mlflow_run)  # fmt: skip
         child, state, round_run, registered = run_and_log_round(
             ROUND_FLOW, self.config, self.experiment_id, self.round, params, self.mlflow_run, sys.argv

@@ -69,6 +69,10 @@ class Experiment(Section):
     rounds: int = Field(3, ge=1)
     seed: int = 0
     output_dir: str = "outputs"  # checkpoints and round records; relative to the working directory
+    #: where the steps hand each other policies and judgments when they share no disk (pods): "s3://bucket/prefix"
+    #: (the experiment id is appended); "" = the Metaflow datastore's root when it is not local, else nothing is
+    #: copied (selm.storage)
+    output_uri: str = Field("", pattern=r"^(s3://[^/]+.*)?$")
 
 
 class TinyBuild(Section):

@@ -103,13 +103,34 @@ def launch_options(argv: Sequence[str]) -> dict[str, Any]:
     launched with them runs where its experiment runs: its steps are pods too, its artifacts go to the same store."""
     words = list(argv[1:])
     words = words[: words.index("step")] if "step" in words else words
+    # both spellings: `--datastore s3` (the local runtime) and `--datastore=s3` (an Argo Workflows pod)
+    pairs = [tuple(w.split("=", 1)) for w in words if w.startswith("--") and "=" in w] + list(zip(words, words[1:]))
     out: dict[str, Any] = {}
-    for name, value in zip(words, words[1:]):
-        if name == "--with":
+    for name, value in pairs:
+        if name == "--with" and not value.split(":", 1)[0].endswith("_internal"):  # a scheduler's own, not ours
             out.setdefault("decospecs", []).append(value)
         elif name in WHERE:
             out[name[2:].replace("-", "_")] = value
     return out
+
+
+def datastore_of(argv: Sequence[str]) -> tuple[str, str | None]:
+    """(kind, root) of the datastore of the task whose command line is ``argv``: what it names, else Metaflow's
+    configured default."""
+    from metaflow import metaflow_config
+
+    options = launch_options(argv)
+    kind = str(options.get("datastore") or metaflow_config.DEFAULT_DATASTORE)
+    return kind, options.get("datastore_root") or getattr(metaflow_config, f"DATASTORE_SYSROOT_{kind.upper()}", None)
+
+
+def store_for(output_uri: str, experiment_id: str, argv: Sequence[str]) -> str:
+    """The experiment's store (``selm.storage.experiment_store``) for the task whose command line is ``argv``: the
+    recipe's ``experiment.output_uri``, else the datastore's root when it is not local, else "" — the tasks share
+    this machine's disk and nothing is copied."""
+    from selm.storage import experiment_store
+
+    return experiment_store(output_uri, *datastore_of(argv), experiment_id)
 
 
 def run_round_flow(
@@ -346,6 +367,8 @@ def guard_command_line(argv: list[str]):
     if command == "run":
         recipe = _validate_run(argv)  # first: a bad recipe leaves nothing behind, not even a .metaflow folder
         _set_resources_config(argv, argv.index(command), recipe.resources.model_dump_json())
+    if problem := _unshared_tracking(argv):
+        sys.exit(f"{problem}\nNothing was started.")
     root = _datastore_root()
     experiment = None
     if command == "resume":
@@ -356,6 +379,18 @@ def guard_command_line(argv: list[str]):
         _refuse_finished(origin, experiment)
         argv.extend(["--tag", f"{EXPERIMENT_TAG}{experiment}"])
     return _take_lock(root / "selm-locks", experiment, argv)
+
+
+def _unshared_tracking(argv: Sequence[str]) -> str | None:
+    """With a datastore other than the local one the steps may run on other machines: an MLflow store in a local
+    file (the default, ``mlflow.db`` here) would be a different one in every task."""
+    kind, _ = datastore_of(argv)
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if kind != "local" and (not uri or uri.startswith(("sqlite:", "file:")) or "://" not in uri):
+        return (f"--datastore {kind}: the steps may run on other machines, but the MLflow tracking store "
+                f"{uri or 'sqlite:///mlflow.db'} is a file on this one. Set MLFLOW_TRACKING_URI to a tracking server "
+                "every task reaches (one that serves its artifacts: infra/mlflow_server.sh).")  # fmt: skip
+    return None
 
 
 def _option(argv: list[str], name: str) -> str | None:
@@ -374,7 +409,7 @@ def _datastore_root() -> Path:
 
     found = LocalStorage.get_datastore_root_from_config(lambda *a, **k: None, create_on_absent=False)
     root = Path(found) if found else Path.cwd() / LocalStorage.DATASTORE_DIR
-    root.mkdir(exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)  # METAFLOW_DATASTORE_SYSROOT_LOCAL may name a folder not made yet
     return root
 
 

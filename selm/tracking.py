@@ -31,6 +31,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, ML
 from selm.config import Recipe
 from selm.records import write_jsonl
 
+# with a tracking server MLflow prints a "View run … at" line for every run it closes; the run's last lines already
+# say where to look
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
 #: pip requirements recorded with each registered policy (MLflow's inference would look for torchvision).
 POLICY_REQUIREMENTS = ["torch", "transformers", "accelerate", "tokenizers"]
 CHAMPION = "champion"
@@ -283,6 +287,9 @@ def register_policy(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from selm.storage import local_copy
+
+    policy_path = local_copy(policy_path)  # a policy the round published to the experiment's store is fetched once
     c = client()
     name, metric = recipe.tracking.registered_model, recipe.tracking.champion_metric
     score = float(metrics.get(metric, float("-inf")))  # a round without the metric never becomes champion

@@ -129,3 +129,40 @@ def card_text(task) -> str:
 
     html = get_cards(task)[0].get()
     return "\n".join(base64.b64decode(m).decode() for m in re.findall(r'__MF_DATA__\["[^"]+"\] = "([^"]+)"', html))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server on 127.0.0.1 (moto's), with a bucket ``selm``; yields the environment that points
+    Metaflow's S3 client (and a flow's ``--datastore s3``) at it. Stopped at the end of the session."""
+    import shutil
+    import subprocess
+
+    import boto3
+
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("moto_server") or "moto_server", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{endpoint}/moto-api/", proc, "moto_server")
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "METAFLOW_S3_ENDPOINT_URL": endpoint, "METAFLOW_DATASTORE_SYSROOT_S3": "s3://selm/metaflow"}  # fmt: skip
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                 region_name="us-east-1").create_bucket(Bucket="selm")  # fmt: skip
+    yield env
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """This process's Metaflow S3 client pointed at the session's S3 server."""
+    from metaflow import metaflow_config
+
+    for k, v in s3_server.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(metaflow_config, "S3_ENDPOINT_URL", s3_server["METAFLOW_S3_ENDPOINT_URL"])
+    # Metaflow reads the endpoint into its clients' parameters when it is first imported
+    monkeypatch.setitem(metaflow_config.DATATOOLS_CLIENT_PARAMS, "endpoint_url", s3_server["METAFLOW_S3_ENDPOINT_URL"])
+    monkeypatch.setattr(metaflow_config, "DATASTORE_SYSROOT_S3", s3_server["METAFLOW_DATASTORE_SYSROOT_S3"])
+    return s3_server

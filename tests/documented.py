@@ -93,4 +93,6 @@ ELSEWHERE = {
     "python flows/selm_flow.py run --recipe smol_smoke": "tests/test_smol_smoke.py",
     "python -m pytest -m \"not slow\"": "CI runs the whole suite, which holds these",
     "python -m pytest": ".ci/run",
+    "python flows/selm_flow.py --datastore s3 --with kubernetes argo-workflows create --only-json":
+        "tests/test_cluster.py",
 }

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 SELM_FLOW = str(ROOT / "flows" / "selm_flow.py")
 BENCHMARKS_OFF = "eval.mt_bench.enabled=false eval.alpaca_eval.enabled=false eval.lm_eval.tasks=[]"
 REDUCED = " ".join(
-    ["experiment.rounds=2", "world.train_prompts_per_round=128", "world.heldout_prompts=200", BENCHMARKS_OFF]
+    ["experiment.rounds=2", "world.train_prompts_per_round=128", "world.heldout_prompts=64", BENCHMARKS_OFF]
     + [f"policy.tiny.{k}={v}" for k, v in QUICK_BUILD.items()]
 )
 
@@ -208,7 +208,10 @@ def kill(p) -> None:
     p.wait()
 
 
-ONE_ROUND = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1")
+#: one round on fewer prompts: the tests that use it are about processes, not about the numbers' precision
+ONE_ROUND = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1").replace(
+    "world.train_prompts_per_round=128", "world.train_prompts_per_round=64"
+)
 
 
 def processes_in(folder: Path) -> list[int]:

@@ -17,7 +17,12 @@ import sys
 import time
 
 import pytest
-from test_flows_e2e import ONE_ROUND, SELM_FLOW, wait_for
+from test_flows_e2e import REDUCED, SELM_FLOW, wait_for
+
+#: the sizes the kill points were validated with: each step lasts long enough to be killed inside it
+ONE_ROUND = REDUCED.replace("experiment.rounds=2", "experiment.rounds=1").replace(
+    "world.heldout_prompts=64", "world.heldout_prompts=200"
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.kill_matrix]
 

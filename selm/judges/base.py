@@ -90,12 +90,12 @@ class ReplyJudge(Judge):
         for start in range(0, len(todo), self.batch_size):
             batch = todo[start : start + self.batch_size]
             batch_prompts = [prompts[completions[i].prompt_id] for i in batch]
-            for i, p, s in zip(
-                batch, batch_prompts, self.score(batch_prompts, [completions[i].text for i in batch]), strict=True
-            ):
+            verdicts = self.score(batch_prompts, [completions[i].text for i in batch])
+            for i, s in zip(batch, verdicts, strict=True):
                 scores[i] = s
-                if cache is not None:  # stored at once: a crash after a paid call loses nothing
-                    cache.put(self.id, p.text, [completions[i].text], s)
+            if cache is not None:  # stored at once, the batch as one: a crash after a paid call loses nothing
+                cache.put_many(self.id, [(p.text, [completions[i].text], s)
+                                         for i, p, s in zip(batch, batch_prompts, verdicts, strict=True)])  # fmt: skip
             usage.calls += len(batch)
             bar.update(len(batch))
         bar.close()

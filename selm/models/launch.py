@@ -13,6 +13,7 @@ from pathlib import Path
 from selm.config import Recipe
 from selm.models.training import TrainHistory
 from selm.records import PreferencePair, write_jsonl
+from selm.storage import local_copy
 
 
 def train_distributed(
@@ -22,6 +23,7 @@ def train_distributed(
     names a config); the recipe, pairs and history travel as files."""
     import torch
 
+    policy_path = local_copy(policy_path)  # fetched once here, not once per process
     with tempfile.TemporaryDirectory(prefix="selm-train-") as d:
         (Path(d) / "recipe.json").write_text(recipe.model_dump_json())
         write_jsonl(pairs, Path(d) / "pairs.jsonl")

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from selm.cache import cached_build
+from selm.storage import local_copy
 
 #: models that ship as a GGUF file inside a Python package: name → (package, file in it, what it is)
 PACKAGED_GGUF = {
@@ -32,7 +33,8 @@ LOADS: Counter[tuple[str, str]] = Counter()
 
 
 def load_policy(path: str | Path, dtype="float32"):
-    """Model and tokenizer from a ``save_pretrained`` folder (or a hub id on machines that have the hub), on the CPU,
+    """Model and tokenizer from a ``save_pretrained`` folder (an ``s3://`` one: ``selm.storage.local_copy``; or a
+    hub id on machines that have the hub), on the CPU,
     with the weights in ``dtype``: a torch dtype, its name ("bfloat16", "bf16", …) or "auto" (what this machine's
     CPU computes natively: ``selm.models.precision``). ``selm.models.cache`` places a step's models on its device."""
     import torch
@@ -42,10 +44,11 @@ def load_policy(path: str | Path, dtype="float32"):
     from selm.progress import quiet_transformers
 
     quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    folder = local_copy(path)  # a policy another task published (s3://) is fetched once
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.padding_side = "left"
     dtype = getattr(torch, resolve(dtype, "cpu")) if isinstance(dtype, str) else dtype
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     LOADS[str(path), str(dtype).removeprefix("torch.")] += 1
     model.eval()
     return model, tokenizer

@@ -20,6 +20,7 @@ from selm.models.chat import encode_prompt
 from selm.models.precision import compute_device, resolve
 from selm.progress import progress
 from selm.records import Completion, Prompt, number
+from selm.storage import local_copy
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
@@ -280,6 +281,6 @@ def make_sampler(
     = the precision the device computes natively (``selm.models.precision``). Hugging Face generate runs the step's
     model (``models``: loaded once, on the step's device); vLLM loads its own engine."""
     if sampling_backend(backend) == "vllm":
-        return VLLMSampler(path, batch_size, policy, dtype=resolve(dtype, compute_device()))
+        return VLLMSampler(local_copy(path), batch_size, policy, dtype=resolve(dtype, compute_device()))
     model, tokenizer = (models or ModelCache()).get(path, dtype)
     return HFSampler(model, tokenizer, batch_size=batch_size, policy=policy)

@@ -30,10 +30,11 @@ if TYPE_CHECKING:  # torch loads with selm.models: only the steps that compute p
 class Components:
     """The recipe's parts for one step, each built once: ``world``, ``judge`` (the recipe's, for training pairs),
     ``rules`` (the world's rule judges, for evaluation), ``judgment_cache``, ``grader`` (the benchmarks'),
-    ``models`` (the step's ``ModelCache``: each model once, on the step's device) and ``sampler(path, ...)``."""
+    ``models`` (the step's ``ModelCache``: each model once, on the step's device) and ``sampler(path, ...)``;
+    ``store``: the experiment's store URI when its tasks share no disk (``selm.storage``), "" when they do."""
 
-    def __init__(self, recipe: Recipe, models: ModelCache | None = None):
-        self.recipe = recipe
+    def __init__(self, recipe: Recipe, models: ModelCache | None = None, store: str = ""):
+        self.recipe, self.store = recipe, store
         self._models = models
         self._samplers: dict[tuple[str, int, str], Sampler] = {}
 
@@ -53,7 +54,7 @@ class Components:
 
     @functools.cached_property
     def judgment_cache(self) -> JudgmentCache | None:
-        return judgment_cache(self.recipe)
+        return judgment_cache(self.recipe, self.store)
 
     @functools.cached_property
     def grader(self) -> LLMGrader | ProxyGrader:
@@ -141,15 +142,17 @@ def llm_endpoint(c: LLMJudgeConfig, recipe: Recipe) -> LLMEndpoint:
     )
 
 
-def judgment_cache(recipe: Recipe) -> JudgmentCache | None:
-    """``judge.cache``: off, the shared cache folder's database (auto), or a file."""
+def judgment_cache(recipe: Recipe, store: str = "") -> JudgmentCache | None:
+    """``judge.cache``: off, the shared cache folder's database (auto), or a file; mirrored under the experiment's
+    ``store`` (``<store>/judgments``) when its tasks share no disk."""
     if recipe.judge.cache == "off":
         return None
+    mirror = f"{store}/judgments" if store else ""
     if recipe.judge.cache == "auto":
         from selm.cache import cache_dir
 
-        return JudgmentCache(cache_dir() / "judgments.sqlite")
-    return JudgmentCache(recipe.judge.cache)
+        return JudgmentCache(cache_dir() / "judgments.sqlite", mirror)
+    return JudgmentCache(recipe.judge.cache, mirror)
 
 
 def reward_metrics(judgments: list[Judgment], prefix: str, world: World) -> dict[str, float]:

@@ -7,11 +7,18 @@ from pathlib import Path
 
 from selm import worlds
 from selm.config import Recipe
+from selm.storage import publish
 
 
 def initial_policy_path(recipe: Recipe) -> str:
     """Where round 1 starts: a model a world builds itself (``policy.init = "tiny"``), or a folder / hub id."""
     return worlds.model_path("policy", recipe.policy.init, recipe)
+
+
+def handed_on(policy: str, store: str) -> str:
+    """The initial policy as every task of the experiment reaches it: a folder (built by a world, or the user's)
+    published to the experiment's ``store`` when its tasks share no disk (``selm.storage``); a hub id as it is."""
+    return publish(policy, store, "initial-policy") if Path(policy).is_dir() else policy
 
 
 def round_dir(recipe: Recipe, experiment_id: str, round: int) -> Path:

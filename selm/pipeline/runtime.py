@@ -30,6 +30,7 @@ from selm.pipeline.select import Selection, select_comparisons
 from selm.pipeline.train import train
 from selm.progress import timed
 from selm.records import Judgment, PreferencePair, Prompt
+from selm.storage import publish
 
 T = TypeVar("T")
 
@@ -49,6 +50,7 @@ class RoundState:
     judgments: list[Judgment] = field(default_factory=list)  # one per selected reply, naming it by completion_id
     pairs: list[PreferencePair] = field(default_factory=list)
     train_steps: list[dict[str, float]] = field(default_factory=list)  # per optimizer step (TrainHistory.steps)
+    policy_out: str = ""  # the trained policy: its folder, or the experiment store's URI (``selm.storage.publish``)
     evaluation: Evaluation | None = None
     metrics: dict[str, float] = field(default_factory=dict)  # judge, training, evaluation, exploration, time/*
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))  # when the round began (its MLflow run)
@@ -57,11 +59,6 @@ class RoundState:
     def policy_in_name(self) -> str:
         """The label of the policy the round starts from, on its replies: ``sft`` or ``round-<k-1>``."""
         return f"round-{self.round - 1}" if self.round > 1 else "sft"
-
-    @property
-    def policy_out(self) -> str:
-        """Where the round's trained policy is saved."""
-        return str(Path(self.out_dir) / "policy")
 
     def add(self, metrics: Mapping[str, float]) -> None:
         """Record numbers under names no stage has used in this round: a second stage writing the same name is a
@@ -120,10 +117,13 @@ def run_judge(state: RoundState, parts: Components) -> RoundState:
 
 
 def run_train(state: RoundState, parts: Components) -> RoundState:
-    """DPO / SELM on the pairs from the round's policy (also the reference); the result saved at ``policy_out``."""
+    """DPO / SELM on the pairs from the round's policy (also the reference); the result saved in the round's folder
+    and handed on as ``policy_out`` (that folder, or its copy in the experiment's store)."""
     timing: dict[str, float] = {}
     with timed(timing, "train"):
-        history = train(parts, state.policy_in, state.pairs, state.round, Path(state.policy_out))
+        saved = Path(state.out_dir) / "policy"
+        history = train(parts, state.policy_in, state.pairs, state.round, saved)
+        state.policy_out = publish(saved, parts.store, f"round-{state.round}/policy")
     state.train_steps = history.steps
     state.add({**{f"train/final_{k}": v for k, v in history.summary().items()}, **timing})
     return state
@@ -133,6 +133,7 @@ def run_evaluate(state: RoundState, parts: Components) -> RoundState:
     """The new policy's held-out reward and benchmarks, then the exploration diagnostics against the round's
     policy, on one set of models (the new policy and its reference, each loaded once)."""
     samples = _done(state.samples, "sample", state.round)
+    _done(state.policy_out or None, "train", state.round)
     name = f"round-{state.round}"
     state.evaluation = ev = evaluate_all(parts, state.policy_out, state.round, name)
     state.add({**ev.metrics, **ev.timings})
