@@ -48,7 +48,7 @@ def test_every_step_of_a_round_loads_each_model_once_on_its_device(tiny_policy_d
     recipe = load_recipe(None, OVERRIDES)
     policy, reference = round1_policy, str(Path(tiny_policy_dir).resolve())
     state = runtime.begin(Components(recipe), 2, "cache", policy, reference, tmp_path / "round-2")
-    new = str(Path(state.policy_out).resolve())
+    new = str((tmp_path / "round-2" / "policy").resolve())  # where train saves it (its policy_out on one disk)
 
     read, models = reads(runtime.run_sample, state, recipe)
     assert read == {(policy, "bfloat16"): 1}
