@@ -82,6 +82,8 @@ class SELMFlow(FlowSpec):
         self.attempts = [{"where": "experiment", "step": "start", "attempts": current.retry_count + 1}]
         self.next(self.run_round)
 
+    @resources(cpu=step_resources.experiment_round.cpu,
+               memory=step_resources.experiment_round.memory)  # it loads the round's policy to register it  # fmt: skip
     @retry(times=step_resources.retries, minutes_between_retries=step_resources.retry_wait_minutes)
     @timeout(seconds=step_resources.experiment_round.timeout_s)
     @card(type=STEP_CARD)

@@ -376,8 +376,9 @@ class Resources(Section):
     def flow_settings(self) -> dict:
         """The flows' Config ``resources``: every step's resources with ``timeout_s`` (``@timeout`` takes whole
         seconds), ``retries``, ``retry_wait_minutes``, and SELMFlow's own steps: ``experiment_start`` (evaluate's
-        resources: it evaluates the initial policy), ``experiment_round`` (the longest a round can take: every step's
-        timeout on every attempt) and ``experiment_end``, each with its ``timeout_s``."""
+        resources: it evaluates the initial policy), ``experiment_round`` (evaluate's CPUs and memory, no GPU: it
+        registers the round's policy; the longest a round can take: every step's timeout on every attempt) and
+        ``experiment_end``, each with its ``timeout_s``."""
 
         def seconds(minutes: float) -> int:
             return max(1, round(minutes * 60))
@@ -389,7 +390,10 @@ class Resources(Section):
         round_minutes = (self.retries + 1) * (2 * light + sum(r.timeout_minutes for r in steps.values()))
         # SELMFlow's start evaluates the initial policy: evaluate's resources, and its time on top of the light step's
         out["experiment_start"] = {**out["evaluate"], "timeout_s": seconds(light + self.evaluate.timeout_minutes)}
-        out["experiment_round"] = {"timeout_s": seconds(round_minutes + light)}  # + registering the round's policy
+        # SELMFlow's run_round loads the round's policy on the host to register it in MLflow: evaluate's CPUs and
+        # memory, no GPU; its time limit, the longest a round can take, plus registering the round's policy
+        out["experiment_round"] = {"cpu": self.evaluate.cpu, "memory": self.evaluate.memory,
+                                   "timeout_s": seconds(round_minutes + light)}  # fmt: skip
         out["experiment_end"] = {"timeout_s": seconds(light)}
         return {**out, "retries": self.retries, "retry_wait_minutes": self.retry_wait_minutes}
 

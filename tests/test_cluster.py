@@ -10,6 +10,7 @@ and real S3 credentials.
 """
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,13 +19,14 @@ from pathlib import Path
 
 import pytest
 from fault_proxy import FaultProxy
-from test_flows_e2e import SELM_FLOW, flow, kill, wait_for
+from test_flows_e2e import SELM_FLOW, kill, wait_for
 from test_kill_matrix import wait_for_task
 from test_unattended import client_in, llm_judged
 
 from conftest import ROOT, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def tracking_server(tmp_path):
@@ -47,6 +49,19 @@ def launch(*args, cwd: Path, env: dict, log: Path) -> subprocess.Popen:
                             stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
 
+def probe(command: str) -> str:
+    """A decorator spec that leaves a visible trace in every task it reaches: a card of its own id, naming the
+    command (an ``@environment`` variable would prove nothing: a round's process inherits its launcher's)."""
+    return f"card:type=blank,id=probe_{command}"
+
+
+def probes(run) -> dict[str, set[str]]:
+    """Each step's probe cards (a step cloned by a resume shows its origin's)."""
+    from metaflow.cards import get_cards
+
+    return {s.id: {c.id for c in get_cards(s.task) if c.id and c.id.startswith("probe_")} for s in run}
+
+
 def task_pids(step: str) -> list[int]:
     from selm.orchestration import processes
 
@@ -57,23 +72,24 @@ def task_pids(step: str) -> list[int]:
 def test_an_experiment_whose_tasks_share_only_s3_and_a_tracking_server(
     home, s3_env, tracking_server, judge_server, tiny_policy_dir, monkeypatch, tmp_path_factory
 ):
-    """The tiny experiment (2 rounds, an LLM judge behind a proxy that counts every paid call) runs plainly on one
-    machine, then on S3 + a tracking server with every task on its own disk: round 1's judge task is killed mid-way
-    (Metaflow retries it on a fresh disk, which finds the verdicts already paid in the experiment's mirror), the whole
-    experiment is killed during round 2's training and resumed from another folder. Same numbers, no verdict paid
-    twice but the calls in flight, one experiment / parent run / run and version per round on the server."""
+    """The tiny experiment (2 rounds, an LLM judge behind a proxy that counts every paid call) runs in one process
+    (``run_experiment``), then as flows on S3 + a tracking server with every task on its own disk: round 1's judge
+    task is killed mid-way (Metaflow retries it on a fresh disk, which finds the verdicts already paid in the
+    experiment's mirror), the whole experiment is killed during round 2's training and resumed from another folder,
+    each command with a ``--with`` probe that must reach every step it ran. Same numbers, no verdict paid twice but
+    the calls in flight, the finished steps cloned, one experiment / parent run / run and version per round."""
     from selm import storage, tracking
+    from selm.config import load_recipe
+    from selm.pipeline.experiment import run_experiment
 
     base_url, judge_model = judge_server
     overrides = f'{llm_judged("PROXY", Path("CACHE"))} judge.llm.model="{judge_model}"'
 
-    # the plain local run (local datastore, sqlite tracking store): what the cluster set-up must reproduce
-    straight = home / "straight"
-    straight.mkdir()
+    # the same experiment in one process, without Metaflow or MLflow (``run_experiment``, the stages the flows run):
+    # what the cluster set-up must reproduce, number for number
     with FaultProxy(base_url) as proxy:
-        flow("run", "--overrides", overrides.replace("PROXY", proxy.base_url).replace("CACHE", str(straight / "j.db")),
-             cwd=straight, log=straight / "log")  # fmt: skip
-        expected = client_in(straight)("SELMFlow").latest_run["end"].task.data.rounds
+        straight = overrides.replace("PROXY", proxy.base_url).replace("CACHE", str(home / "straight.db"))
+        expected = run_experiment(load_recipe(None, shlex.split(straight)), home / "straight", log=lambda _: None)
         asked = set(proxy.bodies)
 
     disks = home / "disks"
@@ -86,7 +102,9 @@ def test_an_experiment_whose_tasks_share_only_s3_and_a_tracking_server(
     log = home / "cluster.log"
     with FaultProxy(base_url) as proxy:
         cluster = overrides.replace("PROXY", proxy.base_url).replace('judge.cache="CACHE"', "judge.cache=auto")
-        p = launch(*private, "run", "--overrides", cluster, cwd=home / "first", env=env, log=log)
+        # the command line's --with specs reach every step of every round, on run and on resume
+        p = launch(*private, "--with", probe("run"), "run", "--overrides", cluster, cwd=home / "first", env=env,
+                   log=log)  # fmt: skip
         wait_for("round 1: judge", log, p)
         while len(proxy.bodies) < 40:  # well inside the step: 40 of its 128 calls paid
             assert p.poll() is None, log.read_text()[-3000:]
@@ -100,7 +118,8 @@ def test_an_experiment_whose_tasks_share_only_s3_and_a_tracking_server(
         Flow = client_in(home)  # the cluster's metadata, kept under home
         first = Flow("SELMFlow").latest_run
         experiment = f"SELMFlow-{first.id}"
-        resumed = launch(*private, "resume", "--origin-run-id", first.id, cwd=home / "elsewhere", env=env, log=log)
+        resumed = launch(*private, "--with", probe("resume"), "resume", "--origin-run-id", first.id,
+                         cwd=home / "elsewhere", env=env, log=log)  # fmt: skip
         assert resumed.wait(timeout=1200) == 0, log.read_text()[-5000:]
     repeated = len(proxy.bodies) - len(set(proxy.bodies))
     # asked again: at most the calls in flight when the judge task died (concurrency 2) and the verdict it was writing
@@ -122,6 +141,17 @@ def test_an_experiment_whose_tasks_share_only_s3_and_a_tracking_server(
               for k in (1, 2)}  # fmt: skip
     assert all(len(runs) == 1 and runs[0]["train"].task.metadata_dict["ds-type"] == "s3" for runs in rounds.values())
     assert rounds[1][0]["judge"].task.current_attempt == 1  # the killed judge task was retried, by the run itself
+    assert done["start"].task.origin_pathspec is not None  # start (and its MLflow run) was not repeated
+    killed, second = sorted(Flow("RoundFlow").runs(f"selm_experiment:{experiment}", "round:2"),
+                            key=lambda r: r.created_at)  # fmt: skip
+    assert not killed.successful and second.id == rounds[2][0].id
+    for name in ("start", "sample", "select", "judge"):  # round 2's paid work was cloned, not redone
+        assert second[name].task.origin_pathspec == f"RoundFlow/{killed.id}/{name}/{killed[name].task.id}"
+    assert second["train"].task.origin_pathspec is None
+    steps = ("start", "sample", "select", "judge", "train", "evaluate", "end")
+    assert probes(rounds[1][0]) == {s: {"probe_run"} for s in steps}
+    assert probes(second) == {**{s: {"probe_run"} for s in ("start", "sample", "select", "judge")},
+                              **{s: {"probe_resume"} for s in ("train", "evaluate", "end")}}  # fmt: skip
     mirror = storage.RemoteFolder(f"{data.store}/judgments").get_json_all()
     rows = [tuple(row[:2]) for entries in mirror for row in entries]
     assert len(rows) == len(set(rows)) > 0  # each verdict mirrored once: the retry paid only for the rest
@@ -135,6 +165,9 @@ def test_an_experiment_whose_tasks_share_only_s3_and_a_tracking_server(
     assert all(r.info.status == "FINISHED" for r in runs)
     assert len(c.search_model_versions("name='tiny-selm-policy'")) == 2
     for r in runs:
+        if r.data.tags["selm_key"] != experiment:  # each round's records, in the server's artifact store
+            assert {a.path for a in c.list_artifacts(r.info.run_id, "records")} >= {
+                "records/samples.jsonl", "records/judgments.jsonl", "records/pairs.jsonl"}  # fmt: skip
         for key in r.data.metrics:
             steps = [m.step for m in c.get_metric_history(r.info.run_id, key)]
             assert len(steps) == len(set(steps)), (r.data.tags["selm_key"], key, steps)
@@ -167,6 +200,9 @@ def test_the_argo_workflows_template_runs_each_step_in_a_sized_pod_and_launches_
     wanted = load_recipe(None).resources.flow_settings()["experiment_start"]
     requests = pods["start"]["resources"]["requests"]
     assert float(requests["cpu"]) == wanted["cpu"] and float(requests["memory"].rstrip("M")) == wanted["memory"]
+    requests = pods["recursive-run-round"]["resources"]["requests"]  # it holds the round's policy to register it
+    assert float(requests["memory"].rstrip("M")) == wanted["memory"] and "nvidia.com/gpu" not in pods[
+        "recursive-run-round"]["resources"].get("limits", {})  # fmt: skip
     command = pods["recursive-run-round"]["command"][-1]
     task_argv = ["selm_flow.py", *command[command.index("python selm_flow.py") + 19 :].split(" step ")[0].split()]
     options = launch_options([*task_argv, "step", "run_round"])

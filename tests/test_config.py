@@ -150,6 +150,10 @@ def test_retries_and_timeouts_become_the_flows_settings():
     assert settings["experiment_start"]["timeout_s"] == 3600 + 720 * 60  # the initial policy, then round 0 evaluated
     steps = 2 * 60 + 720 + 720 + 0.25 + 1440 + 720  # start and end, sample, select, judge, train, evaluate (minutes)
     assert settings["experiment_round"]["timeout_s"] == round((2 * steps + 60) * 60)
+    # SELMFlow's run_round holds the round's policy on the host to register it: evaluate's memory, no GPU
+    assert "gpu" not in settings["experiment_round"]
+    assert (settings["experiment_round"]["cpu"], settings["experiment_round"]["memory"]) == (
+        r.resources.evaluate.cpu, r.resources.evaluate.memory)  # fmt: skip
     assert (settings["retries"], settings["retry_wait_minutes"]) == (1, 0)
     assert flow_resources("{}")["retries"] == 2  # a round run alone, or SELMFlow launched without the command line
     with pytest.raises(RecipeError, match="resources.retries: Input should be less than or equal to 4"):

@@ -5,7 +5,7 @@ beside it, offline): three rounds of SELM on the tiny world complete on a CPU, t
 beats the SFT policy's by more than two standard errors (≥ 500 held-out prompts), on the combined reward and on
 every objective, and the benchmarks whose data is absent are reported as skipped (log, card, MLflow), not crashed
 on. With the data present, the same recipe runs its benchmarks: checked by the second experiment of
-``test_flows_e2e.py::test_experiment_survives_a_kill_during_train_and_reruns_cleanly``.
+``test_flows_e2e.py::test_two_experiments_started_together_in_a_new_folder_both_finish``.
 """
 
 import json

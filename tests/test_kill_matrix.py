@@ -1,8 +1,8 @@
 """kill -9 at every point of an experiment, then `resume`: the full matrix (about 1.5 minutes a case).
 
 Not in the default run (``-m "not kill_matrix"`` in pytest's options: with it CI would pass 40 minutes; the
-default suite kills once in SELMFlow's start and once in a round's train, in test_flows_e2e.py). Run it with
-``python -m pytest -m kill_matrix``.
+default suite kills once in SELMFlow's start, in test_flows_e2e.py, and once in a round's train, in test_cluster.py).
+Run it with ``python -m pytest -m kill_matrix``.
 
 After each kill and resume: one experiment, one MLflow parent with exactly R nested FINISHED round runs, nothing
 left RUNNING, exactly R registered versions, the steps that had finished before the kill reused (cloned, not run
