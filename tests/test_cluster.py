@@ -83,7 +83,8 @@ def test_an_experiment_whose_tasks_share_only_s3_and_a_tracking_server(
     from selm.pipeline.experiment import run_experiment
 
     base_url, judge_model = judge_server
-    overrides = f'{llm_judged("PROXY", Path("CACHE"))} judge.llm.model="{judge_model}"'
+    # 16 prompts: 64 paid calls a round
+    overrides = f'{llm_judged("PROXY", Path("CACHE"))} judge.llm.model="{judge_model}" world.train_prompts_per_round=16'
 
     # the same experiment in one process, without Metaflow or MLflow (``run_experiment``, the stages the flows run):
     # what the cluster set-up must reproduce, number for number
@@ -106,7 +107,7 @@ def test_an_experiment_whose_tasks_share_only_s3_and_a_tracking_server(
         p = launch(*private, "--with", probe("run"), "run", "--overrides", cluster, cwd=home / "first", env=env,
                    log=log)  # fmt: skip
         wait_for("round 1: judge", log, p)
-        while len(proxy.bodies) < 40:  # well inside the step: 40 of its 128 calls paid
+        while len(proxy.bodies) < 24:  # well inside the step: 24 of its 64 calls paid
             assert p.poll() is None, log.read_text()[-3000:]
             time.sleep(0.05)
         (judge,) = task_pids("judge")

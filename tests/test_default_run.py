@@ -52,19 +52,39 @@ def newcomer(folder: Path, command: str, env: dict, timeout: float = 1800) -> st
     return p.stdout
 
 
+def started(folder: Path, command: str, env: dict) -> tuple[subprocess.Popen, Path]:
+    """``newcomer``'s command started in the background; its output goes to a log beside it."""
+    if not (folder / "flows").exists():
+        (folder / "flows").symlink_to(ROOT / "flows")
+    log = folder / f"{command.split()[-1]}.log"
+    p = subprocess.Popen(command, shell=True, cwd=folder, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return p, log
+
+
+def finished(p: subprocess.Popen, log: Path, timeout: float = 1800) -> str:
+    """The whole output of a command ``started``, which must have succeeded."""
+    rc = p.wait(timeout=timeout)
+    out = log.read_text()
+    assert rc == 0, out[-5000:]
+    return out
+
+
 def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, monkeypatch):  # noqa: F811
     """The README's run, then the rest of a newcomer's first hour: resume, the cards, the MLflow UI and the card
-    server, the champion loaded in Python, a DPO run and the comparison — each command as the docs show it."""
-    from metaflow import Flow
+    server, the champion loaded in Python, a DPO run and the comparison — each command as the docs show it. The DPO
+    run starts beside the first, in the same new folder, as a user comparing two methods would start them."""
+    from metaflow import Flow, Run
 
     from selm import tracking
 
     monkeypatch.delenv("SELM_DATA_DIR", raising=False)
     assert not (home.parent / "shared").exists()  # nothing beside the scratch folder: ../shared/data is absent
     env = {k: v for k, v in shell_env().items() if k != "SELM_DATA_DIR"}
-    out = newcomer(home, NEWCOMER[0], env)
+    default, dpo = started(home, NEWCOMER[0], env), started(home, NEWCOMER[4], env)
+    out = finished(*default)
+    finished(*dpo)
 
-    run = Flow("SELMFlow").latest_run
+    (run,) = [r for r in Flow("SELMFlow") if r["start"].task.data.config.experiment.name == "tiny-selm"]
     data = run["end"].task.data
     assert [r["round"] for r in data.rounds] == [0, 1, 2, 3]
     assert data.config.world.heldout_prompts >= 500
@@ -79,7 +99,7 @@ def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, mo
         assert (
             0 <= r["explore/win_over_y0"] <= 1 and 0 < r["explore/distinct_2"] <= 1 and r["explore/reward_spread"] > 0
         )
-    assert "Exploration" in card_text(Flow("RoundFlow").latest_run["evaluate"].task)
+    assert "Exploration" in card_text(Run(data.round_runs[-1])["evaluate"].task)
 
     # the benchmarks without data were skipped, visibly: log, card, MLflow — and the recipe says they did not run
     assert sorted(data.skipped) == sorted(BENCHMARKS)
@@ -103,21 +123,24 @@ def test_default_experiment_on_a_fresh_machine_improves_every_objective(home, mo
     assert "WARNING" not in out and "Warning" not in out, out
     assert "next:" in out and "mlflow ui --backend-store-uri sqlite:///mlflow.db" in out
 
-    the_rest_of_a_newcomers_first_hour(home, env, run.id, parent.info.run_id)
+    the_rest_of_a_newcomers_first_hour(home, env, parent.info.run_id)
 
 
-def the_rest_of_a_newcomers_first_hour(home: Path, env: dict, run_id: str, parent_run_id: str) -> None:
-    """What the README and docs/inspecting-runs.md tell a newcomer to do after the first run, in that folder."""
+def the_rest_of_a_newcomers_first_hour(home: Path, env: dict, parent_run_id: str) -> None:
+    """What the README and docs/inspecting-runs.md tell a newcomer to do after the first runs, in that folder (the
+    commands without a run id read the latest run: the DPO experiment's, started second)."""
     import json
+
+    from metaflow import Flow
 
     from selm import tracking
 
-    resume, card_get, card_list, dpo, compare = NEWCOMER[1:]
+    resume, card_get, card_list, _, compare = NEWCOMER[1:]
     said = newcomer(home, resume, env)
     assert "already finished" in said and "nothing to resume" in said, said
     newcomer(home, card_get, env)
     assert (home / "train.html").stat().st_size > 10_000  # the card: a page with its data inlined
-    assert run_id in newcomer(home, card_list, env)
+    assert Flow("SELMFlow").latest_run.id in newcomer(home, card_list, env)
     for command, port in SERVERS.items():
         serving(home, command, port, env)
     assert "[" in python_snippet(home, env)
@@ -148,8 +171,7 @@ def the_rest_of_a_newcomers_first_hour(home: Path, env: dict, run_id: str, paren
     assert "## Hyperparameters" in card and "| `heldout/reward` |" in card and "Apache-2.0" in licence
     assert "huggingface.co" not in card + licence
 
-    # a second method, and the two side by side
-    newcomer(home, dpo, env)
+    # the two methods side by side
     table = newcomer(home, compare, env)
     assert "tiny-dpo" in table and "heldout/reward" in table
     assert (home / "comparison" / "heldout" / "reward.png").stat().st_size > 1000
