@@ -78,6 +78,26 @@ def test_a_shared_prompt_scores_each_reply_as_if_it_followed_the_prompt_alone(at
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
+def test_batched_shared_logprobs_equal_each_reply_scored_alone_in_batches():
+    """The diagnostics' and the reference's scoring pass: prompts read once with their K replies, in batches of
+    similar length, give every reply's log-prob as ``batched_sequence_logprobs`` scores it alone, in input order."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from selm.models.logprobs import batched_sequence_logprobs, batched_shared_logprobs
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(1, 12, (3, 7), generator=g).tolist()  # 7 prompts, 2 replies each, every length differs
+    prompts = [torch.randint(1, 61, (n,), generator=g).tolist() for n in lengths[0]]
+    replies = [[torch.randint(1, 61, (n,), generator=g).tolist() for n in row] for row in lengths[1:]]
+    ours = batched_shared_logprobs(model, prompts, replies, pad_id=0, batch_size=3)  # 3 batches, the last of 1
+    alone = torch.stack([batched_sequence_logprobs(model, prompts, r, pad_id=0, batch_size=2) for r in replies])
+    assert ours.shape == (2, 7)
+    torch.testing.assert_close(ours, alone, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_chunked_head_equals_the_models_own_logits_and_never_holds_them_all(dtype):
     """The fused path (decoder, then the head on the predicting positions only, 4 rows of logits at a time under

@@ -149,6 +149,29 @@ def shared_prompt_logprobs(
     return ((logits[rows, at, targets].float() - lse[rows, at]) * mask).sum(-1)
 
 
+@torch.no_grad()
+def batched_shared_logprobs(
+    model,
+    prompts: Sequence[Sequence[int]],
+    replies: Sequence[Sequence[Sequence[int]]],
+    pad_id: int,
+    batch_size: int = 16,
+    device: torch.device | str | None = None,
+    fused_head: bool = False,
+) -> torch.Tensor:
+    """Σ log π(y|x) of K replies per prompt without gradients: [K, B], ``replies[k][i]`` being reply k of prompt i.
+    Each prompt is read once with its replies behind it (``pack_shared``), prompts in batches of similar length
+    (``length_batches``) on ``device`` (default: the model's), in whatever precision the caller's autocast sets."""
+    lengths = [len(p) + sum(len(r[i]) for r in replies) for i, p in enumerate(prompts)]
+    out = torch.empty((len(replies), len(prompts)))
+    model.eval()
+    for idx in length_batches(lengths, batch_size):
+        batch = pack_shared([prompts[i] for i in idx], [[r[i] for i in idx] for r in replies], pad_id)
+        batch = tuple(t.to(device or model.device) for t in batch)
+        out[:, idx] = shared_prompt_logprobs(model, *batch, fused_head=fused_head).cpu()
+    return out
+
+
 def chosen_token_logprobs(head, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """log softmax(head(h_n))[y_n] for N hidden states [N, H] and their tokens [N], in fp32: ``chunk`` rows of
     logits at a time, each chunk under activation checkpointing, so that neither the forward nor the backward pass

@@ -20,9 +20,8 @@ import torch
 from selm.algorithms.losses import LOSSES, Logps
 from selm.config import Train
 from selm.errors import Permanent
-from selm.models.batching import length_batches
 from selm.models.checkpoint import atomic_save_pretrained
-from selm.models.logprobs import pack_shared, shared_prompt_logprobs
+from selm.models.logprobs import batched_shared_logprobs, pack_shared, shared_prompt_logprobs
 from selm.models.precision import compute_device, resolve
 from selm.progress import progress
 from selm.records import PreferencePair
@@ -74,7 +73,6 @@ def packed_pairs(pairs: Sequence[PreferencePair], kinds: Sequence[str], pad_id: 
     return pack_shared([p.prompt_ids for p in pairs], [[getattr(p, f"{k}_ids") for p in pairs] for k in kinds], pad_id)
 
 
-@torch.no_grad()
 def reference_logps(
     model,
     pairs: Sequence[PreferencePair],
@@ -85,15 +83,12 @@ def reference_logps(
     chunked_head: bool = False,
 ) -> ReferenceLogps:
     """log πref of the ``kinds`` replies (chosen, rejected, and greedy for SELM), computed once per round (no
-    gradients) on ``device``; pairs in batches of similar length (``length_batches``), so a batch pads only a
-    little. Runs in whatever precision the caller's autocast sets."""
-    lengths = [sum(len(getattr(p, f"{k}_ids")) for k in ("prompt", *kinds)) for p in pairs]
-    out = torch.empty((len(kinds), len(pairs)))
-    model.eval()
-    for idx in length_batches(lengths, batch_size):
-        batch = [t.to(device) for t in packed_pairs([pairs[i] for i in idx], kinds, pad_id)]
-        out[:, idx] = shared_prompt_logprobs(model, *batch, fused_head=chunked_head).cpu()  # fp32 already
-    return ReferenceLogps(*out)
+    gradients) on ``device``, each pair's prompt read once (``batched_shared_logprobs``). Runs in whatever precision
+    the caller's autocast sets."""
+    replies = [[getattr(p, f"{k}_ids") for p in pairs] for k in kinds]
+    logps = batched_shared_logprobs(model, [p.prompt_ids for p in pairs], replies, pad_id, batch_size, device,
+                                    fused_head=chunked_head)  # fmt: skip
+    return ReferenceLogps(*logps)
 
 
 def training_precision(cfg: Train, device: torch.device | str) -> str:

@@ -73,17 +73,20 @@ def heldout_diagnostics(
     round: int,
 ) -> dict[str, float]:
     """KL to the reference, the reference's greedy reply y0 under both models, and the new replies' win share over
-    y0, on the held-out prompts: one greedy pass of the reference, and one fp32 scoring pass of y0 and the held-out
-    replies under each model. (At temperature 1, with neither top-k nor top-p, the replies are draws from πθ; they
-    are re-scored rather than taken from the sampler so that both sides of the log-ratio come from the same
-    precision — the sampler may run in bf16, ``sampling.dtype``.)"""
+    y0, on the held-out prompts: one greedy pass of the reference, and one fp32 scoring pass under each model that
+    reads each prompt once, with y0 and the held-out reply behind it (``batched_shared_logprobs``). (At temperature
+    1, with neither top-k nor top-p, the replies are draws from πθ; they are re-scored rather than taken from the
+    sampler so that both sides of the log-ratio come from the same precision — the sampler may run in bf16,
+    ``sampling.dtype``.)"""
     from selm.models.chat import encode_prompt
-    from selm.models.logprobs import batched_sequence_logprobs
+    from selm.models.logprobs import batched_shared_logprobs
 
     recipe = parts.recipe
     prompts = parts.world.heldout_prompts(recipe)
     if not prompts or not completions:
         return {}
+    if [c.prompt_id for c in completions] != [p.id for p in prompts]:
+        raise ValueError(f"round {round}: the held-out replies do not answer the held-out prompts one by one")
     draw = parts.sampler(reference_path, recipe.eval.batch_size, f"round-{round - 1}")
     y0 = draw.sample(
         prompts, n=1, greedy=True, max_new_tokens=recipe.sampling.max_new_tokens, round=round, desc="greedy y0 held-out"
@@ -91,17 +94,15 @@ def heldout_diagnostics(
     y0_reward = {j.prompt_id: j.reward for j in measure(parts, prompts, y0)}  # greedy: one reply per prompt
     prompt_ids = [encode_prompt(draw.tokenizer, p.text) for p in prompts]
     kl = recipe.eval.temperature == 1.0  # otherwise the held-out replies are not draws from πθ
-    scored = [c.token_ids for c in y0] + ([c.token_ids for c in completions] if kl else [])
-    ids = prompt_ids * (len(scored) // len(prompt_ids))
+    replies = [[c.token_ids for c in y0], *([[c.token_ids for c in completions]] if kl else [])]
     logps = {}
     for name, path in (("policy", policy_path), ("reference", reference_path)):
         model, tok = parts.models.get(path)  # fp32
-        logps[name] = batched_sequence_logprobs(model, ids, scored, tok.pad_token_id).tolist()
-    n = len(prompts)
-    ratio = exploration.mean_log_ratio(logps["policy"][:n], logps["reference"][:n])
+        logps[name] = batched_shared_logprobs(model, prompt_ids, replies, tok.pad_token_id).tolist()
+    ratio = exploration.mean_log_ratio(logps["policy"][0], logps["reference"][0])
     out = dict(zip(("explore/y0_log_ratio", "explore/y0_log_ratio_se"), ratio))
     if kl:
-        kl_estimate = exploration.mean_log_ratio(logps["policy"][n:], logps["reference"][n:])
+        kl_estimate = exploration.mean_log_ratio(logps["policy"][1], logps["reference"][1])
         out |= dict(zip(("explore/kl", "explore/kl_se"), kl_estimate))
     out["explore/win_over_y0"] = exploration.win_share(
         [j.reward for j in judgments], [y0_reward[j.prompt_id] for j in judgments]
