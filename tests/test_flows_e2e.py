@@ -214,6 +214,13 @@ def test_two_experiments_started_together_in_a_new_folder_both_finish(home, tiny
             assert 0 <= r["alpaca_eval_proxy/win_rate"] <= 100 and r["alpaca_eval_proxy/judged"] == 40
             assert 0 <= r["lm_eval/arc_challenge_local_acc"] <= 1 and 0 <= r["lm_eval/truthfulqa_mc1_local_acc"] <= 1
 
+    # where a round's time goes (benchmarks/flow_timings.py): each step's share of its round, evaluate's split
+    timings = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "flow_timings.py"), plain.id], cwd=home,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert timings.returncode == 0, timings.stderr[-3000:]
+    assert re.search(r"round 1: .* train [\d.]+ = \d+ % \(work [\d.]+\)", timings.stdout), timings.stdout
+    assert re.search(r"diagnostics [\d.]+ = \d+ %", timings.stdout), timings.stdout
+
     # the two experiments side by side
     compare.main([f"SELMFlow/{plain.id}", f"SELMFlow/{again.id}", "--out", str(home / "cmp")])
     table = capsys.readouterr().out
