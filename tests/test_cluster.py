@@ -149,8 +149,8 @@ def test_an_experiment_whose_tasks_share_only_s3_and_a_tracking_server(
     for name in ("start", "sample", "select", "judge"):  # round 2's paid work was cloned, not redone
         assert second[name].task.origin_pathspec == f"RoundFlow/{killed.id}/{name}/{killed[name].task.id}"
     assert second["train"].task.origin_pathspec is None
-    steps = ("start", "sample", "select", "judge", "train", "evaluate", "end")
-    assert probes(rounds[1][0]) == {s: {"probe_run"} for s in steps}
+    every_step = ("start", "sample", "select", "judge", "train", "evaluate", "end")
+    assert probes(rounds[1][0]) == {s: {"probe_run"} for s in every_step}
     assert probes(second) == {**{s: {"probe_run"} for s in ("start", "sample", "select", "judge")},
                               **{s: {"probe_resume"} for s in ("train", "evaluate", "end")}}  # fmt: skip
     mirror = storage.RemoteFolder(f"{data.store}/judgments").get_json_all()

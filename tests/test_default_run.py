@@ -9,6 +9,7 @@ on. With the data present, the same recipe runs its benchmarks: checked by the s
 """
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -44,19 +45,14 @@ def run_flow(folder: Path, *args: str, env: dict, flow_file: str = "selm_flow.py
 def newcomer(folder: Path, command: str, env: dict, timeout: float = 1800) -> str:
     """A documented command as a reader types it, in ``folder`` laid out like a checkout (``flows/`` at its root);
     asserts it succeeded and returns its whole output."""
-    if not (folder / "flows").exists():
-        (folder / "flows").symlink_to(ROOT / "flows")
-    p = subprocess.run(command, shell=True, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=timeout)  # fmt: skip
-    assert p.returncode == 0, f"{command}\n{p.stdout[-5000:]}"
-    return p.stdout
+    return finished(*started(folder, command, env), timeout=timeout)
 
 
 def started(folder: Path, command: str, env: dict) -> tuple[subprocess.Popen, Path]:
     """``newcomer``'s command started in the background; its output goes to a log beside it."""
     if not (folder / "flows").exists():
         (folder / "flows").symlink_to(ROOT / "flows")
-    log = folder / f"{command.split()[-1]}.log"
+    log = folder / f"{re.sub(r'[^A-Za-z0-9]+', '_', command)[:80]}.log"
     p = subprocess.Popen(command, shell=True, cwd=folder, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     return p, log
 
@@ -65,7 +61,7 @@ def finished(p: subprocess.Popen, log: Path, timeout: float = 1800) -> str:
     """The whole output of a command ``started``, which must have succeeded."""
     rc = p.wait(timeout=timeout)
     out = log.read_text()
-    assert rc == 0, out[-5000:]
+    assert rc == 0, f"{log.name}\n{out[-5000:]}"
     return out
 
 
@@ -195,8 +191,6 @@ def serving(home: Path, command: str, port: int, env: dict) -> None:
 
 def python_snippet(home: Path, env: dict) -> str:
     """The README's Python block that loads the champion, run as a script in ``home``; returns what it printed."""
-    import re
-
     readme = (ROOT / "README.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "@champion" in b)
     return newcomer(home, f"python -c {shlex.quote(block)}", env, timeout=300)
